@@ -1,0 +1,71 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises with a message that names the argument, the value received
+and what is allowed, in Keras's wording: "Invalid value for argument `x`.
+Received: x=... Expected ...".
+"""
+
+import numbers
+
+
+def _invalid(name, value, expected, error=ValueError):
+    return error(
+        f"Invalid value for argument `{name}`. Received: {name}={value!r}. Expected {expected}."
+    )
+
+
+def check_bool(name, value):
+    """Returns `value` if it is a bool, else raises `TypeError`."""
+    if not isinstance(value, bool):
+        raise _invalid(name, value, "a bool", TypeError)
+    return value
+
+
+def check_int(name, value, minimum=None, maximum=None):
+    """Returns `value` if it is an integer within [minimum, maximum]."""
+    expected = "an integer" + _range_text(minimum, maximum, closed=(True, True))
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _invalid(name, value, expected, TypeError)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _invalid(name, value, expected)
+    return int(value)
+
+
+def check_float(name, value, low=None, high=None, closed=(True, True)):
+    """Returns `value` as a float if it is a real number within the bounds.
+
+    Args:
+        name: String. The argument's name, for the message.
+        value: The value received.
+        low: Number or `None`. The lower bound.
+        high: Number or `None`. The upper bound.
+        closed: Pair of bools. Whether each bound is allowed itself.
+    """
+    expected = "a number" + _range_text(low, high, closed)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _invalid(name, value, expected, TypeError)
+    value = float(value)
+    too_low = low is not None and (value < low if closed[0] else value <= low)
+    too_high = high is not None and (value > high if closed[1] else value >= high)
+    if too_low or too_high or value != value:  # value != value: NaN
+        raise _invalid(name, value, expected)
+    return value
+
+
+def check_choice(name, value, allowed):
+    """Returns `value` if it is one of `allowed`."""
+    if value not in allowed:
+        raise _invalid(name, value, f"one of {tuple(allowed)}")
+    return value
+
+
+def _range_text(low, high, closed):
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" {'>=' if closed[0] else '>'} {low}"
+    if low is None:
+        return f" {'<=' if closed[1] else '<'} {high}"
+    left = "[" if closed[0] else "("
+    right = "]" if closed[1] else ")"
+    return f" in {left}{low}, {high}{right}"

@@ -1,0 +1,30 @@
+"""Every public name imports, and the version has a single source."""
+
+import importlib.metadata
+
+import pytest
+
+import keras_fastrain
+
+pytestmark = pytest.mark.smoke
+
+
+@pytest.mark.parametrize("name", keras_fastrain.__all__)
+def test_every_public_name_imports(name):
+    assert getattr(keras_fastrain, name) is not None
+
+
+def test_star_import_gives_exactly_all():
+    namespace = {}
+    exec("from keras_fastrain import *", namespace)
+    exported = {name for name in namespace if name != "__builtins__"}
+    assert exported == set(keras_fastrain.__all__)
+
+
+def test_installed_metadata_version_is_the_package_version():
+    assert importlib.metadata.version("keras-fastrain") == keras_fastrain.__version__
+
+
+def test_unknown_attribute_raises_attribute_error():
+    with pytest.raises(AttributeError):
+        keras_fastrain.NoSuchThing  # noqa: B018
