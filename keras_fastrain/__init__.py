@@ -11,6 +11,7 @@ from keras_fastrain.backend import BackendNotInstalledError, missing_backend_err
 
 __all__ = [
     "__version__",
+    "callbacks",
     "BackendNotInstalledError",
     "DatasetNotFoundError",
     "load_digits",
@@ -20,6 +21,7 @@ __all__ = [
 _backend_error = missing_backend_error()
 
 if _backend_error is None:
+    from keras_fastrain import callbacks
     from keras_fastrain.datasets import (
         DatasetNotFoundError,
         load_digits,

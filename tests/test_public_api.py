@@ -5,13 +5,19 @@ import importlib.metadata
 import pytest
 
 import keras_fastrain
+import keras_fastrain.callbacks
 
 pytestmark = pytest.mark.smoke
 
+PUBLIC_MODULES = [keras_fastrain, keras_fastrain.callbacks]
+PUBLIC_NAMES = [(module, name) for module in PUBLIC_MODULES for name in module.__all__]
 
-@pytest.mark.parametrize("name", keras_fastrain.__all__)
-def test_every_public_name_imports(name):
-    assert getattr(keras_fastrain, name) is not None
+
+@pytest.mark.parametrize(
+    ("module", "name"), PUBLIC_NAMES, ids=[f"{m.__name__}.{n}" for m, n in PUBLIC_NAMES]
+)
+def test_every_public_name_imports(module, name):
+    assert getattr(module, name) is not None
 
 
 def test_star_import_gives_exactly_all():

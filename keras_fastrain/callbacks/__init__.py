@@ -1,0 +1,6 @@
+"""Drop-in callbacks for `model.fit`."""
+
+from keras_fastrain.callbacks.backup_and_restore import BackupAndRestore
+from keras_fastrain.callbacks.early_stopping import EarlyStopping, StopReason
+
+__all__ = ["BackupAndRestore", "EarlyStopping", "StopReason"]
