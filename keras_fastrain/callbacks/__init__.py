@@ -2,5 +2,6 @@
 
 from keras_fastrain.callbacks.backup_and_restore import BackupAndRestore
 from keras_fastrain.callbacks.early_stopping import EarlyStopping, StopReason
+from keras_fastrain.callbacks.timing_profiler import TimingProfiler
 
-__all__ = ["BackupAndRestore", "EarlyStopping", "StopReason"]
+__all__ = ["BackupAndRestore", "EarlyStopping", "StopReason", "TimingProfiler"]

@@ -1,0 +1,515 @@
+"""TimingProfiler: where the training time goes, and how much of the hardware it uses.
+
+Per epoch it records wall time, the time spent in validation, steps and
+samples per second; in step mode also each step's time (mean, median, p90,
+max), the first step (tracing and compilation) apart from the steady state,
+and the time between steps (waiting for data). From the model it derives the
+FLOPs per sample, layer by layer, and from both the FLOP/s achieved against
+the device's peak.
+
+Timing rules: clocks are `time.perf_counter()`; a clock is read only where
+Keras has just turned the step's or epoch's logs into Python numbers, which
+waits for the device to finish the work.
+"""
+
+import csv
+import importlib.util
+import json
+import os
+import statistics
+import time
+
+import keras
+
+from keras_fastrain import flops as flops_module
+from keras_fastrain.callbacks.consensus import gather, is_chief
+from keras_fastrain.devices import list_devices
+from keras_fastrain.peak import measure_peak_flops
+from keras_fastrain.validation import check_choice, check_float, check_int
+
+# Why the data-wait split cannot be measured between batch hooks, by backend
+# (checked on Keras 3.15): only torch's fit loop fetches the next batch between
+# `on_train_batch_end` and the next `on_train_batch_begin`.
+DATA_WAIT_UNAVAILABLE = {
+    "tensorflow": "on TensorFlow the input iterator's get_next runs inside the "
+    "compiled train step, so waiting for data is part of each step's time",
+    "jax": "on JAX, Keras's fit loop takes the next batch from the iterator inside "
+    "its train function, after on_train_batch_begin, so waiting for data is part "
+    "of each step's time",
+}
+EPOCH_MODE_REASON = "mode='epoch' records no per-step times"
+CSV_COLUMNS = (
+    "epoch",
+    "epoch_time",
+    "train_time",
+    "validation_time",
+    "steps",
+    "steps_per_sec",
+    "samples_per_sec",
+    "step_mean",
+    "step_median",
+    "step_p90",
+    "step_max",
+    "data_wait",
+)
+
+
+def _percentile(values, q):
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * q
+    low = int(index)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
+
+
+def step_statistics(step_times):
+    """Returns mean, median, p90 and max of per-step seconds (or `None`s if empty)."""
+    if not step_times:
+        return {"step_mean": None, "step_median": None, "step_p90": None, "step_max": None}
+    return {
+        "step_mean": statistics.fmean(step_times),
+        "step_median": statistics.median(step_times),
+        "step_p90": _percentile(step_times, 0.9),
+        "step_max": max(step_times),
+    }
+
+
+class TimingProfiler(keras.callbacks.Callback):
+    """Measures where the training time goes; a drop-in callback for `fit`.
+
+    Two modes. `mode="step"` (the default) times every step through the batch
+    hooks; `mode="epoch"` overrides no batch hook at all, so Keras keeps
+    dispatching steps asynchronously (on JAX and torch) and the profiler costs
+    nothing per step, at the price of per-step figures.
+    `TimingProfiler(mode="epoch")` is an instance of `TimingProfiler` whose
+    class defines no batch hook.
+
+    Results: `summary()` returns a dict; at the end of training a compact
+    table is printed (`verbose=1`, by the chief worker only); `json_path` and
+    `csv_path` save the summary and the per-epoch rows; `log_dir` writes
+    TensorBoard scalars. Each epoch's figures are also added to the `logs`
+    (`epoch_time`, `train_time`, `validation_time`, `steps_per_sec`, and
+    `samples_per_sec` when `batch_size` is given), so `History` and later
+    callbacks see them.
+
+    Data wait: on torch, Keras fetches the next batch between one step's
+    `on_train_batch_end` and the next `on_train_batch_begin`, so that gap is
+    the wait for data (plus other callbacks' batch hooks). On TensorFlow and
+    JAX the batch is fetched inside the train step; there the split is
+    reported as unavailable, with the reason, never estimated.
+
+    Args:
+        mode: One of `"step"`, `"epoch"`. Defaults to `"step"`.
+        batch_size: Integer or `None`. The training batch size, for samples
+            per second and achieved FLOP/s (Keras does not tell callbacks).
+            Defaults to `None`.
+        peak_flops: Number of FLOP/s, `"measure"` or `None`. The device peak
+            for utilization; `"measure"` runs a short matmul probe once, after
+            the first training run. `None` skips utilization. Defaults to
+            `"measure"`.
+        json_path: String or `None`. Where to save `summary()` as JSON at the
+            end of training. Defaults to `None`.
+        csv_path: String or `None`. Where to save one row per epoch as CSV.
+            Defaults to `None`.
+        log_dir: String or `None`. A TensorBoard log folder for per-epoch
+            scalars (needs `tensorflow` and `tensorboard` installed). Defaults
+            to `None`.
+        verbose: Integer, 0 or 1. 1 prints the summary table at the end of
+            training. Defaults to `1`.
+
+    Example:
+
+    ```python
+    profiler = keras_fastrain.callbacks.TimingProfiler(batch_size=64)
+    model.fit(x, y, batch_size=64, epochs=3, callbacks=[profiler])
+    print(profiler.summary()["steady_state"]["samples_per_sec"])
+    ```
+    """
+
+    SUPPORTED_MODES = ("step", "epoch")
+
+    def __new__(cls, *args, mode="step", **kwargs):
+        # The step mode is a subclass that adds the batch hooks, so that the
+        # epoch mode's class overrides none (Keras then keeps async dispatch).
+        if cls is TimingProfiler and mode == "step":
+            cls = _StepTimingProfiler
+        return super().__new__(cls)
+
+    def __getnewargs_ex__(self):
+        # copy.deepcopy and pickle rebuild through __new__: keep the mode.
+        return (), {"mode": self.mode}
+
+    def __init__(
+        self,
+        *,
+        mode="step",
+        batch_size=None,
+        peak_flops="measure",
+        json_path=None,
+        csv_path=None,
+        log_dir=None,
+        verbose=1,
+    ):
+        super().__init__()
+        self.mode = check_choice("mode", mode, self.SUPPORTED_MODES)
+        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
+        if peak_flops not in ("measure", None):
+            peak_flops = check_float("peak_flops", peak_flops, low=0, closed=(False, True))
+        self.peak_flops = peak_flops
+        for name, value in (("json_path", json_path), ("csv_path", csv_path), ("log_dir", log_dir)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(
+                    f"Invalid value for argument `{name}`. Received: {name}={value!r}. "
+                    "Expected a path or None."
+                )
+        self.json_path = json_path
+        self.csv_path = csv_path
+        self.log_dir = log_dir
+        if log_dir is not None:
+            _require_tensorflow_for_tensorboard()
+        self.verbose = check_int("verbose", verbose, minimum=0, maximum=1)
+        self._measured_peak = None
+        self._summary = None
+        self._writer = None
+        self._reset()
+
+    # --- Per-run state -------------------------------------------------------
+
+    def _reset(self):
+        self.epochs = []
+        self._step_times = []  # per-step seconds of each step group after the first
+        self._first_step = None
+        self._in_train = False
+        self._epoch_start = None
+        self._validation_time = 0.0
+        self._validation_start = None
+        self._epoch_step_times = []
+        self._epoch_steps = 0
+        self._data_wait = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+        self._summary = None
+        self._in_train = True
+        if self.log_dir is not None and is_chief():
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(os.fspath(self.log_dir))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._validation_time = 0.0
+        self._epoch_step_times = []
+        self._epoch_steps = 0
+        self._data_wait = 0.0
+        self._epoch_start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        if self._in_train:
+            self._validation_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        if self._in_train and self._validation_start is not None:
+            self._validation_time += time.perf_counter() - self._validation_start
+            self._validation_start = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        row = self._epoch_row(epoch, now - self._epoch_start)
+        self.epochs.append(row)
+        if logs is not None:
+            for key in ("epoch_time", "train_time", "validation_time", "steps_per_sec"):
+                logs[key] = row[key]
+            if row["samples_per_sec"] is not None:
+                logs["samples_per_sec"] = row["samples_per_sec"]
+        if self._writer is not None:
+            self._write_scalars(row)
+
+    def _epoch_row(self, epoch, epoch_time):
+        train_time = epoch_time - self._validation_time
+        steps = self._epoch_steps or self.params.get("steps")
+        steps_per_sec = steps / train_time if steps else None
+        row = {
+            "epoch": epoch + 1,
+            "epoch_time": epoch_time,
+            "train_time": train_time,
+            "validation_time": self._validation_time,
+            "steps": steps,
+            "steps_per_sec": steps_per_sec,
+            "samples_per_sec": (
+                steps_per_sec * self.batch_size if steps_per_sec and self.batch_size else None
+            ),
+            **step_statistics(self._epoch_step_times),
+            "data_wait": self._data_wait if self._records_data_wait() else None,
+        }
+        return row
+
+    def on_train_end(self, logs=None):
+        self._in_train = False
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self.peak_flops == "measure" and self._measured_peak is None:
+            self._measured_peak = measure_peak_flops(
+                dtype=getattr(self.model.dtype_policy, "compute_dtype", None)
+            )
+        self._summary = self._build_summary()
+        if not is_chief():
+            return
+        if self.verbose:
+            print(format_summary(self._summary))
+        if self.json_path is not None:
+            with open(self.json_path, "w") as json_file:
+                json.dump(self._summary, json_file, indent=2)
+        if self.csv_path is not None:
+            with open(self.csv_path, "w", newline="") as csv_file:
+                writer = csv.DictWriter(csv_file, fieldnames=CSV_COLUMNS)
+                writer.writeheader()
+                writer.writerows(self.epochs)
+
+    # --- Results -------------------------------------------------------------
+
+    def summary(self):
+        """Returns the figures of the last training run as a JSON-serializable dict.
+
+        Raises:
+            RuntimeError: before any training run has ended.
+        """
+        if self._summary is None:
+            raise RuntimeError("TimingProfiler.summary() is available after `fit` has ended.")
+        return self._summary
+
+    def _records_data_wait(self):
+        return False
+
+    def _data_wait_info(self):
+        if self.mode == "epoch":
+            return {"available": False, "reason": EPOCH_MODE_REASON}
+        reason = DATA_WAIT_UNAVAILABLE.get(
+            keras.backend.backend(),
+            "this backend's fit loop is not known to fetch data between batch hooks",
+        )
+        return {"available": False, "reason": reason}
+
+    def _steady_state(self):
+        rows = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
+        train_time = sum(row["train_time"] for row in rows)
+        steps = sum(row["steps"] or 0 for row in rows)
+        steps_per_sec = steps / train_time if steps and train_time > 0 else None
+        return {
+            "epochs": [row["epoch"] for row in rows],
+            "steps_per_sec": steps_per_sec,
+            "samples_per_sec": (
+                steps_per_sec * self.batch_size if steps_per_sec and self.batch_size else None
+            ),
+            **step_statistics(self._step_times),  # the first step is not in it
+        }
+
+    def _cost(self, samples_per_sec):
+        layers = flops_module.model_costs(self.model)
+        known = [layer.flops for layer in layers if layer.flops is not None]
+        forward = sum(known)
+        total_params = sum(layer.params for layer in layers)
+        train = forward * flops_module.TRAIN_FLOPS_PER_FORWARD_FLOP
+        achieved = train * samples_per_sec if samples_per_sec else None
+        peak = self.peak_flops if self.peak_flops != "measure" else self._measured_peak
+        return {
+            "forward_flops_per_sample": forward,
+            "train_flops_per_sample": train,
+            "flops_complete": len(known) == len(layers),
+            "achieved_flops_per_sec": achieved,
+            "peak_flops_per_sec": peak,
+            "peak_source": "measured matmul probe"
+            if self.peak_flops == "measure"
+            else (None if peak is None else "given"),
+            "utilization": achieved / peak if achieved and peak else None,
+            "layers": [
+                {
+                    "name": layer.name,
+                    "kind": layer.kind,
+                    "params": layer.params,
+                    "param_share": layer.params / total_params if total_params else 0.0,
+                    "flops": layer.flops,
+                    "flop_share": (
+                        layer.flops / forward if layer.flops is not None and forward else None
+                    ),
+                }
+                for layer in layers
+            ],
+        }
+
+    def _build_summary(self):
+        steady = self._steady_state()
+        worker_steps = gather(steady["step_mean"])
+        known = [value for value in worker_steps if value]
+        return {
+            "backend": keras.backend.backend(),
+            "devices": list_devices(),
+            "precision_policy": self.model.dtype_policy.name,
+            "jit_compile": bool(getattr(self.model, "jit_compile", False)),
+            "steps_per_execution": getattr(self.model, "steps_per_execution", 1),
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "first_step_seconds": self._first_step,
+            "first_epoch_seconds": self.epochs[0]["train_time"] if self.epochs else None,
+            "steady_state": steady,
+            "data_wait": self._data_wait_info(),
+            "cost": self._cost(steady["samples_per_sec"]),
+            "workers": {
+                "count": len(worker_steps),
+                "step_mean": worker_steps,
+                "straggler_ratio": max(known) / min(known) if known else None,
+            },
+        }
+
+    def _write_scalars(self, row):
+        import tensorflow as tf
+
+        with self._writer.as_default():
+            for key in (
+                "epoch_time",
+                "train_time",
+                "validation_time",
+                "steps_per_sec",
+                "samples_per_sec",
+                "step_median",
+                "data_wait",
+            ):
+                if row[key] is not None:
+                    tf.summary.scalar(f"timing/{key}", row[key], step=row["epoch"])
+        self._writer.flush()
+
+
+class _StepTimingProfiler(TimingProfiler):
+    """TimingProfiler in step mode: adds the batch hooks that time each step."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._last_step_end = self._epoch_start
+        self._group_start = None
+        self._group_begin = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        now = time.perf_counter()
+        self._data_wait += now - self._last_step_end
+        self._group_start = now
+        self._group_begin = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras has made `logs` Python numbers: the step's device work is done.
+        now = time.perf_counter()
+        steps = batch - self._group_begin + 1  # > 1 with steps_per_execution
+        per_step = (now - self._group_start) / steps
+        if self._first_step is None:
+            self._first_step = now - self._group_start
+        else:
+            self._step_times.append(per_step)
+        self._epoch_step_times.append(per_step)
+        self._epoch_steps += steps
+        self._last_step_end = now
+
+    def _records_data_wait(self):
+        return keras.backend.backend() == "torch"
+
+    def _data_wait_info(self):
+        if not self._records_data_wait():
+            return super()._data_wait_info()
+        waited = sum(row["data_wait"] for row in self.epochs)
+        train_time = sum(row["train_time"] for row in self.epochs)
+        return {
+            "available": True,
+            "seconds": waited,
+            "fraction": waited / train_time if train_time > 0 else None,
+            "note": "time between steps: waiting for the next batch, plus other "
+            "callbacks' batch hooks",
+        }
+
+
+def _require_tensorflow_for_tensorboard():
+    missing = [
+        name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ImportError(
+            "TimingProfiler(log_dir=...) writes TensorBoard files with tf.summary, "
+            f"which needs {' and '.join(missing)}: run `pip install {' '.join(missing)}`, "
+            "or leave log_dir=None."
+        )
+
+
+def _fmt(value, scale=1.0, digits=1, suffix=""):
+    return "n/a" if value is None else f"{value * scale:,.{digits}f}{suffix}"
+
+
+def format_summary(summary):
+    """Returns the compact text table of a `TimingProfiler.summary()` dict."""
+    lines = [
+        f"TimingProfiler: {summary['backend']}, {len(summary['devices'])} device(s) "
+        f"{', '.join(summary['devices'])}, {summary['precision_policy']}, "
+        f"jit_compile={summary['jit_compile']}, "
+        f"steps_per_execution={summary['steps_per_execution']}, mode={summary['mode']}",
+        f"{'epoch':>5} {'time s':>8} {'train s':>8} {'val s':>7} {'steps/s':>9} "
+        f"{'samples/s':>10} {'step ms (mean/median/p90/max)':>30} {'data wait s':>11}",
+    ]
+    for row in summary["epochs"]:
+        step_ms = "n/a"
+        if row["step_mean"] is not None:
+            step_ms = "/".join(
+                _fmt(row[key], 1e3, 2)
+                for key in ("step_mean", "step_median", "step_p90", "step_max")
+            )
+        lines.append(
+            f"{row['epoch']:>5} {row['epoch_time']:>8.2f} {row['train_time']:>8.2f} "
+            f"{row['validation_time']:>7.2f} {_fmt(row['steps_per_sec']):>9} "
+            f"{_fmt(row['samples_per_sec'], digits=0):>10} {step_ms:>30} "
+            f"{_fmt(row['data_wait'], digits=2):>11}"
+        )
+    steady = summary["steady_state"]
+    if summary["first_step_seconds"] is not None:
+        first = f"first step (tracing/compilation): {summary['first_step_seconds']:.3f} s"
+    else:
+        first = (
+            "first epoch (includes tracing/compilation): "
+            f"{_fmt(summary['first_epoch_seconds'], 1, 2, ' s')}"
+        )
+    lines.append(
+        f"{first}; steady state: {_fmt(steady['steps_per_sec'])} steps/s, "
+        f"{_fmt(steady['samples_per_sec'], digits=0)} samples/s, "
+        f"median step {_fmt(steady['step_median'], 1e3, 2, ' ms')}"
+    )
+    wait = summary["data_wait"]
+    if wait["available"]:
+        lines.append(
+            f"data wait: {wait['seconds']:.2f} s ({_fmt(wait['fraction'], 100, 1, '%')} "
+            "of training time)"
+        )
+    else:
+        lines.append(f"data wait: not measured ({wait['reason']})")
+    cost = summary["cost"]
+    bound = "" if cost["flops_complete"] else " (lower bound: some layers unknown)"
+    lines.append(
+        f"cost: {cost['train_flops_per_sample'] / 1e6:,.3f} MFLOP per sample to train"
+        f"{bound}; achieved {_fmt(cost['achieved_flops_per_sec'], 1e-9, 2, ' GFLOP/s')}"
+        + (
+            f" = {cost['utilization']:.1%} of {cost['peak_flops_per_sec'] / 1e9:,.1f} GFLOP/s "
+            f"({cost['peak_source']})"
+            if cost["utilization"] is not None
+            else ""
+        )
+    )
+    lines.append(
+        f"{'layer':<28} {'kind':<20} {'params':>10} {'share':>6} {'MFLOP':>10} {'share':>6}"
+    )
+    for layer in cost["layers"]:
+        lines.append(
+            f"{layer['name'][:28]:<28} {layer['kind'][:20]:<20} {layer['params']:>10,} "
+            f"{layer['param_share']:>6.1%} {_fmt(layer['flops'], 1e-6, 3):>10} "
+            f"{_fmt(layer['flop_share'], 100, 1, '%'):>6}"
+        )
+    workers = summary["workers"]
+    if workers["count"] > 1:
+        lines.append(
+            f"workers: {workers['count']}; straggler ratio (slowest/fastest mean step) "
+            f"{_fmt(workers['straggler_ratio'], digits=2)}"
+        )
+    return "\n".join(lines)
