@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import keras
+
 
 def run_python(code, env=None, timeout=300):
     """Runs `code` in a fresh Python process; returns the CompletedProcess.
@@ -23,3 +25,32 @@ def run_python_args(args, env=None, timeout=300):
         text=True,
         timeout=timeout,
     )
+
+
+class FakeClock:
+    """Stands in for `time.perf_counter`: returns `now`, which tests advance."""
+
+    def __init__(self, now=0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def digits_model(hidden=32, learning_rate=1e-3):
+    """A small seeded classifier for scikit-learn's 8x8 digits, compiled."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model

@@ -10,21 +10,15 @@ import pytest
 
 from keras_fastrain.callbacks import BackupAndRestore, EarlyStopping, StopReason
 from keras_fastrain.callbacks import early_stopping as early_stopping_module
+from tests.helpers import FakeClock, digits_model
 
-
-class FakeClock:
-    """Stands in for `time.perf_counter` in the callback's module."""
-
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
+# Callbacks must work on every backend: these run under torch too.
+pytestmark = pytest.mark.smoke
 
 
 @pytest.fixture
 def clock(monkeypatch):
-    fake = FakeClock()
+    fake = FakeClock(now=100.0)
     monkeypatch.setattr(early_stopping_module.time, "perf_counter", fake)
     return fake
 
@@ -205,24 +199,6 @@ def test_invalid_arguments_are_named(kwargs, error, message):
 # --- Real fits on scikit-learn's digits --------------------------------------
 
 
-def digits_model(learning_rate=0.01):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile(
-        keras.optimizers.Adam(learning_rate),
-        "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
-
-
 class BatchCounter(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.batches = 0
@@ -231,11 +207,10 @@ class BatchCounter(keras.callbacks.Callback):
         self.batches += 1
 
 
-@pytest.mark.smoke
 def test_real_fit_stops_at_the_target(digits):
     (x, y), (x_test, y_test) = digits
     stop = EarlyStopping(monitor="val_accuracy", target=0.8, patience=100)
-    history = digits_model().fit(
+    history = digits_model(learning_rate=0.01).fit(
         x, y, validation_data=(x_test, y_test), epochs=100, callbacks=[stop], verbose=0
     )
     epochs_run = len(history.history["loss"])
@@ -246,12 +221,13 @@ def test_real_fit_stops_at_the_target(digits):
     assert stop.time_to_target > 0
 
 
-@pytest.mark.smoke
 def test_real_fit_stops_within_an_epoch_on_its_time_budget(digits):
     (x, y), _ = digits
     stop = EarlyStopping(monitor="loss", max_duration=0.3)
     counter = BatchCounter()
-    digits_model().fit(x, y, batch_size=1, epochs=3, callbacks=[stop, counter], verbose=0)
+    digits_model(learning_rate=0.01).fit(
+        x, y, batch_size=1, epochs=3, callbacks=[stop, counter], verbose=0
+    )
     assert stop.stopped_reason is StopReason.TIME_BUDGET
     assert counter.batches < 3 * len(x)
     assert stop.elapsed() >= 0.3
@@ -317,7 +293,7 @@ def test_interrupted_run_resumes_with_its_best_wait_and_budget(digits, tmp_path)
     fit_args = {"validation_data": (x_test, y_test), "epochs": 6, "verbose": 0}
     first = EarlyStopping(monitor="val_accuracy", patience=50, max_duration=3600)
     backup = BackupAndRestore(str(tmp_path), callbacks=[first])
-    model = digits_model()
+    model = digits_model(learning_rate=0.01)
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, callbacks=[backup, first, InterruptAtEpoch(3)], **fit_args)
     (saved,) = json.loads((tmp_path / "callback_states.json").read_text()).values()

@@ -12,14 +12,10 @@ import pytest
 
 from keras_fastrain.callbacks import TimingProfiler
 from keras_fastrain.callbacks import timing_profiler as profiler_module
+from tests.helpers import FakeClock, digits_model
 
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+# Callbacks must work on every backend: these run under torch too.
+pytestmark = pytest.mark.smoke
 
 
 @pytest.fixture
@@ -27,20 +23,6 @@ def clock(monkeypatch):
     fake = FakeClock()
     monkeypatch.setattr(profiler_module.time, "perf_counter", fake)
     return fake
-
-
-def digits_model():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def attach(profiler, steps):
@@ -163,7 +145,6 @@ def test_positional_arguments_are_refused():
 # --- Real fits ---------------------------------------------------------------
 
 
-@pytest.mark.smoke
 @pytest.mark.parametrize("mode", TimingProfiler.SUPPORTED_MODES)
 def test_real_fit_reports_and_saves(digits, tmp_path, capsys, mode):
     (x, y), _ = digits
@@ -203,6 +184,20 @@ def test_real_fit_reports_and_saves(digits, tmp_path, capsys, mode):
     assert "TimingProfiler:" in printed and "MFLOP per sample to train" in printed
 
 
+@pytest.mark.skipif(keras.backend.backend() == "torch", reason="torch needs steps_per_execution=1")
+def test_real_fit_with_steps_per_execution(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=4)
+    profiler = TimingProfiler(batch_size=32, peak_flops=None, verbose=0)
+    model.fit(x, y, batch_size=32, epochs=2, callbacks=[profiler], verbose=0)
+    summary = profiler.summary()
+    steps = int(np.ceil(len(x) / 32))
+    assert [row["steps"] for row in summary["epochs"]] == [steps, steps]
+    assert summary["steps_per_execution"] == 4
+    assert summary["steady_state"]["step_median"] > 0
+
+
 def test_peak_is_measured_once_per_profiler(digits):
     (x, y), _ = digits
     profiler = TimingProfiler(mode="epoch", batch_size=32, verbose=0)
@@ -230,7 +225,6 @@ class SlowDigits(keras.utils.PyDataset):
         return self.x[batch], self.y[batch]
 
 
-@pytest.mark.smoke
 @pytest.mark.skipif(
     keras.backend.backend() != "torch",
     reason="only torch's fit loop fetches data between batch hooks; see the next test",

@@ -398,7 +398,12 @@ class _StepTimingProfiler(TimingProfiler):
     def on_train_batch_end(self, batch, logs=None):
         # Keras has made `logs` Python numbers: the step's device work is done.
         now = time.perf_counter()
-        steps = batch - self._group_begin + 1  # > 1 with steps_per_execution
+        # With steps_per_execution > 1 one call covers several steps; Keras
+        # reports the group's nominal last index even where the epoch's data
+        # ran out before it, so it is capped at the epoch's last step.
+        total = self.params.get("steps") if self.params else None
+        last = min(batch, total - 1) if total else batch
+        steps = last - self._group_begin + 1
         per_step = (now - self._group_start) / steps
         if self._first_step is None:
             self._first_step = now - self._group_start
