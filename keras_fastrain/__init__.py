@@ -12,6 +12,7 @@ from keras_fastrain.backend import BackendNotInstalledError, missing_backend_err
 __all__ = [
     "__version__",
     "callbacks",
+    "ImageAugmentation",
     "BackendNotInstalledError",
     "DatasetNotFoundError",
     "load_digits",
@@ -22,6 +23,7 @@ _backend_error = missing_backend_error()
 
 if _backend_error is None:
     from keras_fastrain import callbacks
+    from keras_fastrain.augmentation import ImageAugmentation
     from keras_fastrain.datasets import (
         DatasetNotFoundError,
         load_digits,
