@@ -9,9 +9,9 @@ import pytest
 import keras_fastrain
 from keras_fastrain.augmentation import (
     ImageAugmentation,
-    RandomBrightnessScale,
-    RandomShearAngle,
-    shear_images,
+    RandomAffine,
+    RandomIntensity,
+    affine_matrices,
 )
 
 pytestmark = pytest.mark.smoke
@@ -40,39 +40,92 @@ def built(**kwargs):
     return layer
 
 
-def test_recipe_maps_to_keras_layers_with_the_same_ranges():
-    layer = built(**RECIPE)
-    kinds = [type(t).__name__ for t in layer.transforms]
-    assert kinds == [
-        "RandomRotation",
-        "RandomTranslation",
-        "RandomShearAngle",
-        "RandomZoom",
-        "RandomFlip",
-    ]
-    rotation, translation, shear, zoom, flip = layer.transforms
-    assert rotation.factor == pytest.approx((-20 / 360, 20 / 360))
-    assert (translation.height_lower, translation.height_upper) == pytest.approx((-0.2, 0.2))
-    assert (translation.width_lower, translation.width_upper) == pytest.approx((-0.2, 0.2))
-    assert shear.shear_range == 0.2
-    assert (zoom.height_lower, zoom.height_upper) == pytest.approx((-0.2, 0.2))
-    assert (zoom.width_lower, zoom.width_upper) == pytest.approx((-0.2, 0.2))
-    assert flip.get_config()["mode"] == "horizontal"
-    assert {t.get_config().get("fill_mode", "nearest") for t in layer.transforms[:4]} == {"nearest"}
+def test_recipe_becomes_one_affine_layer_with_the_same_ranges():
+    (affine,) = built(**RECIPE).transforms
+    assert isinstance(affine, RandomAffine)
+    assert (affine.rotation_range, affine.shear_range) == (20, 0.2)
+    assert (affine.width_shift_range, affine.height_shift_range) == (0.2, 0.2)
+    assert affine.zoom_range == pytest.approx((0.8, 1.2))
+    assert (affine.horizontal_flip, affine.vertical_flip) == (True, False)
+    assert affine.fill_mode == "nearest"
 
 
 def test_pixel_shifts_become_fractions_of_the_image():
-    translation = built(width_shift_range=7, height_shift_range=14).transforms[0]
-    assert (translation.width_lower, translation.width_upper) == pytest.approx((-0.25, 0.25))
-    assert (translation.height_lower, translation.height_upper) == pytest.approx((-0.5, 0.5))
+    (affine,) = built(width_shift_range=7, height_shift_range=14).transforms
+    assert (affine.width_shift_range, affine.height_shift_range) == (0.25, 0.5)
 
 
-def test_zoom_pair_and_brightness_and_channel_shift():
-    layer = built(zoom_range=[0.8, 1.5], brightness_range=[0.5, 1.2], channel_shift_range=51)
-    zoom, shift, brightness = layer.transforms
-    assert (zoom.height_lower, zoom.height_upper) == pytest.approx((-0.2, 0.5))
-    assert shift.factor == pytest.approx((-0.2, 0.2))  # 51 / 255
-    assert (brightness.lower, brightness.upper) == (0.5, 1.2)
+def test_zoom_pair_and_intensity_arguments():
+    affine, intensity = built(
+        zoom_range=[0.8, 1.5], brightness_range=[0.5, 1.2], channel_shift_range=51
+    ).transforms
+    assert affine.zoom_range == (0.8, 1.5)
+    assert isinstance(intensity, RandomIntensity)
+    assert (intensity.shift_range, intensity.brightness_range) == (51, (0.5, 1.2))
+
+
+def transform(images, **params):
+    """Applies `affine_matrices` with fixed parameters (identity by default)."""
+    batch = len(images)
+    values = {"rotation": 0.0, "shift_x": 0.0, "shift_y": 0.0, "shear": 0.0, "zoom_x": 1.0,
+              "zoom_y": 1.0, "flip_x": 1.0, "flip_y": 1.0}  # fmt: skip
+    values.update(params)
+    matrices = affine_matrices(
+        images.shape[1],
+        images.shape[2],
+        **{key: np.full((batch,), value, "float32") for key, value in values.items()},
+    )
+    return keras.ops.convert_to_numpy(
+        keras.ops.image.affine_transform(
+            images, matrices, interpolation="bilinear", fill_mode="constant",
+            data_format="channels_last",
+        )
+    )  # fmt: skip
+
+
+def test_affine_identity_rotation_shift_and_flips_are_exact(images):
+    square = images[:2, :27, :27]
+    np.testing.assert_allclose(transform(square), square, atol=1e-3)
+    quarter = transform(square, rotation=math.pi / 2)
+    turned = [np.rot90(square, k, axes=(1, 2)) for k in (1, -1)]
+    assert min(np.abs(quarter - t).max() for t in turned) < 1e-2
+    shifted = transform(square, shift_x=3.0)
+    np.testing.assert_allclose(shifted[:, :, :-3], square[:, :, 3:], atol=1e-3)
+    np.testing.assert_allclose(transform(square, flip_x=-1.0), square[:, :, ::-1], atol=1e-3)
+    np.testing.assert_allclose(transform(square, flip_y=-1.0), square[:, ::-1], atol=1e-3)
+
+
+def test_zoom_above_one_zooms_out(images):
+    square = images[:1, :27, :27]
+    out = transform(square, zoom_x=2.0, zoom_y=2.0)
+    assert out[0, 13, 13] == pytest.approx(square[0, 13, 13], abs=1e-3)  # center stays
+    assert (out > 10).sum() < 0.5 * (square > 10).sum()  # the garment shrinks
+
+
+def idg_shear(image, degrees):
+    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("scipy")
+    generator = tf.keras.preprocessing.image.ImageDataGenerator(fill_mode="constant")
+    return generator.apply_transform(image, {"shear": degrees})
+
+
+def test_shear_matches_image_data_generator(images):
+    image = images[0]
+    ours = transform(images[:1], shear=math.radians(15.0))[0]
+    theirs = idg_shear(image, 15.0)
+    mirrored = idg_shear(image, -15.0)
+    error = np.abs(ours - theirs).mean()
+    # ImageDataGenerator's center is half a pixel off, so not exact; but far
+    # closer than the opposite shear or no shear at all.
+    assert error < 0.25 * np.abs(ours - mirrored).mean()
+    assert error < 0.25 * np.abs(image - theirs).mean()
+
+
+def test_shear_is_about_the_center(images):
+    odd = images[:1, :27, :27]
+    out = transform(odd, shear=math.radians(30.0))[0]
+    np.testing.assert_allclose(out[13], odd[0, 13], atol=1e-3)  # the middle row stays
+    assert np.abs(out[20:] - odd[0, 20:]).max() > 10  # rows far from it move
 
 
 def test_augments_in_training_only(images):
@@ -92,45 +145,21 @@ def test_same_seed_same_transforms(images):
     assert np.abs(first - other).mean() > 1.0
 
 
-def test_brightness_scale_multiplies_within_its_range(images):
-    layer = RandomBrightnessScale(0.5, 0.9, seed=1)
+def test_intensity_shifts_then_scales_each_image_once(images):
+    layer = RandomIntensity(shift_range=0.0, brightness_range=(0.5, 0.9), seed=1)
     out = keras.ops.convert_to_numpy(layer(images, training=True))
     lit = images > 10
     ratios = out[lit] / images[lit]
     assert ratios.min() >= 0.5 - 1e-5 and ratios.max() <= 0.9 + 1e-5
     per_image = [np.unique(np.round(out[i][lit[i]] / images[i][lit[i]], 4)) for i in range(4)]
     assert all(len(r) == 1 for r in per_image)  # one factor per image
-
-
-def idg_shear(image, degrees):
-    tf = pytest.importorskip("tensorflow")
-    generator = tf.keras.preprocessing.image.ImageDataGenerator(fill_mode="constant")
-    return generator.apply_transform(image, {"shear": degrees})
-
-
-def test_shear_matches_image_data_generator(images):
-    pytest.importorskip("scipy")
-    image = images[0]
-    ours = keras.ops.convert_to_numpy(
-        shear_images(images[:1], np.array([math.radians(15.0)]), fill_mode="constant")
-    )[0]
-    theirs = idg_shear(image, 15.0)
-    mirrored = idg_shear(image, -15.0)
-    error = np.abs(ours - theirs).mean()
-    # ImageDataGenerator's center is half a pixel off, so not exact; but far
-    # closer than the opposite shear or no shear at all.
-    assert error < 0.25 * np.abs(ours - mirrored).mean()
-    assert error < 0.25 * np.abs(image - theirs).mean()
-
-
-def test_shear_layer_is_centered(images):
-    # A centered shear keeps the middle row in place (27 rows: row 13).
-    odd = images[:1, :27, :27]
-    out = keras.ops.convert_to_numpy(
-        shear_images(odd, np.array([math.radians(30.0)]), fill_mode="constant")
-    )[0]
-    np.testing.assert_allclose(out[13], odd[0, 13], atol=1e-3)
-    assert np.abs(out[20:] - odd[0, 20:]).max() > 10  # rows far from it move
+    shifted = keras.ops.convert_to_numpy(
+        RandomIntensity(shift_range=30, seed=2)(images, training=True)
+    )
+    deltas = [np.unique(np.round((shifted[i] - images[i])[(images[i] > 40) & (images[i] < 200)]))
+              for i in range(4)]  # fmt: skip
+    assert all(len(d) == 1 and abs(d[0]) <= 30 for d in deltas)
+    assert shifted.min() >= 0 and shifted.max() <= 255
 
 
 def test_trains_inside_a_model_and_saves(images, tmp_path):
@@ -172,8 +201,9 @@ def test_rejects_inputs_that_are_not_images():
         ({"fill_mode": "mirror"}, ValueError, r"Received: fill_mode='mirror'.*'constant'"),
         ({"rotation_range": -5}, ValueError, r"`rotation_range`.*Received: rotation_range=-5"),
         ({"shear_range": 90}, ValueError, r"`shear_range`.*Received: shear_range=90"),
+        ({"rotation_range": 200}, ValueError, r"`rotation_range`.*Received: rotation_range=200"),
         ({"zoom_range": [1.2]}, ValueError, r"`zoom_range`.*Expected a number or a pair"),
-        ({"zoom_range": 1.5}, ValueError, r"`zoom_range`.*Received: zoom_range=1\.5"),
+        ({"zoom_range": 1.0}, ValueError, r"`zoom_range`.*Received: zoom_range=1\.0"),
         ({"brightness_range": [1.5, 0.5]}, ValueError, r"Received: brightness_range=0\.5"),
         ({"horizontal_flip": "yes"}, TypeError, r"Received: horizontal_flip='yes'"),
         ({"value_range": 255}, ValueError, r"`value_range`.*Expected a pair"),
@@ -190,6 +220,8 @@ def test_pixel_shift_needs_a_known_image_size():
         ImageAugmentation(width_shift_range=5).build((None, 28, None, 1))
 
 
-def test_shear_layer_checks_its_arguments():
+def test_affine_layer_checks_its_arguments():
     with pytest.raises(ValueError, match=r"`fill_mode`"):
-        RandomShearAngle(10, fill_mode="edge")
+        RandomAffine(fill_mode="edge")
+    with pytest.raises(ValueError, match=r"`zoom_range`.*Expected zoom factors above 0"):
+        RandomAffine(zoom_range=(0.0, 1.0))
