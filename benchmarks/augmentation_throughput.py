@@ -18,27 +18,17 @@ benchmarks/results/augmentation_throughput_<backend>.json.
 """
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import time
 
 import keras
+from common import RESULTS_DIR, save_result
 
 import keras_fastrain
 from keras_fastrain import ImageAugmentation
+from keras_fastrain.augmentation import CLASSIC_RECIPE
 
-RECIPE = {
-    "rotation_range": 20,
-    "width_shift_range": 0.2,
-    "height_shift_range": 0.2,
-    "shear_range": 0.2,
-    "zoom_range": 0.2,
-    "horizontal_flip": True,
-    "fill_mode": "nearest",
-}
+RECIPE = CLASSIC_RECIPE
 
 
 def compiled_augmentation(layer):
@@ -100,7 +90,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=6400, help="images per measurement")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--out-dir", default=RESULTS_DIR)
     args = parser.parse_args()
 
     (x, y), _ = keras_fastrain.load_fashion_mnist()
@@ -142,22 +132,15 @@ def main():
             f"{row['configuration']:<{width}}  {row['images_per_sec']:>8,.0f}  "
             f"{row['speedup']:>7.1f}x"
         )
-    result = {
-        "benchmark": "augmentation_throughput",
-        "backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-        "keras_fastrain_version": keras_fastrain.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "settings": RECIPE,
-        "images_per_measurement": args.images,
-        "results": rows,
-    }
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"augmentation_throughput_{keras.backend.backend()}.json")
-    with open(path, "w") as json_file:
-        json.dump(result, json_file, indent=2)
-    print(f"Saved {path}.")
+    save_result(
+        "augmentation_throughput",
+        {
+            "settings": RECIPE,
+            "images_per_measurement": args.images,
+            "results": rows,
+        },
+        args.out_dir,
+    )
 
 
 if __name__ == "__main__":

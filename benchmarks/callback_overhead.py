@@ -14,14 +14,11 @@ Prints a table and writes benchmarks/results/callback_overhead_<backend>.json.
 """
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import time
 
 import keras
+from common import RESULTS_DIR, save_result
 
 import keras_fastrain
 from keras_fastrain.callbacks import EarlyStopping, TimingProfiler
@@ -52,7 +49,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--subset", type=int, default=None, help="training images (default all)")
-    parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--out-dir", default=RESULTS_DIR)
     args = parser.parse_args()
 
     (x, y), _ = keras_fastrain.load_fashion_mnist()
@@ -96,23 +93,16 @@ def main():
             f"{row['overhead_median']:>+8.1%}  {row['best_epoch_seconds']:>12.3f}  "
             f"{row['overhead_best']:>+8.1%}"
         )
-    result = {
-        "benchmark": "callback_overhead",
-        "backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-        "keras_fastrain_version": keras_fastrain.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "batch_size": BATCH_SIZE,
-        "train_samples": len(x),
-        "rounds": args.rounds,
-        "results": rows,
-    }
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"callback_overhead_{keras.backend.backend()}.json")
-    with open(path, "w") as json_file:
-        json.dump(result, json_file, indent=2)
-    print(f"Saved {path}.")
+    save_result(
+        "callback_overhead",
+        {
+            "batch_size": BATCH_SIZE,
+            "train_samples": len(x),
+            "rounds": args.rounds,
+            "results": rows,
+        },
+        args.out_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,17 @@ import keras
 from keras_fastrain.validation import check_bool, check_choice, check_float, check_int
 
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
+# The augmentation of the classic Keras advice:
+# ImageDataGenerator(**CLASSIC_RECIPE).flow(x, y, batch_size=32).
+CLASSIC_RECIPE = {
+    "rotation_range": 20,
+    "width_shift_range": 0.2,
+    "height_shift_range": 0.2,
+    "shear_range": 0.2,
+    "zoom_range": 0.2,
+    "horizontal_flip": True,
+    "fill_mode": "nearest",
+}
 
 
 def _range_pair(name, value, center):
@@ -87,8 +98,30 @@ def affine_matrices(
     return ops.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
 
 
+class _ImageLayer(keras.layers.Layer):
+    """Shape-preserving image layer whose config is the attributes in `CONFIG`."""
+
+    CONFIG = ()
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), **{name: getattr(self, name) for name in self.CONFIG}}
+
+
+def _check_geometry(rotation_range, width_shift_range, height_shift_range, shear_range):
+    """Checks the ranges ImageAugmentation and RandomAffine share."""
+    return (
+        check_float("rotation_range", rotation_range, low=0, high=180),
+        check_float("width_shift_range", width_shift_range, low=0),
+        check_float("height_shift_range", height_shift_range, low=0),
+        check_float("shear_range", shear_range, low=0, high=90, closed=(True, False)),
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_fastrain")
-class RandomAffine(keras.layers.Layer):
+class RandomAffine(_ImageLayer):
     """Random rotation, shift, shear, zoom and flips in one resampling.
 
     Every range means what ImageDataGenerator's argument of the same name
@@ -115,6 +148,20 @@ class RandomAffine(keras.layers.Layer):
         seed: Integer or `None`. Defaults to `None`.
     """
 
+    CONFIG = (
+        "rotation_range",
+        "width_shift_range",
+        "height_shift_range",
+        "shear_range",
+        "zoom_range",
+        "horizontal_flip",
+        "vertical_flip",
+        "fill_mode",
+        "fill_value",
+        "interpolation",
+        "seed",
+    )
+
     def __init__(
         self,
         rotation_range=0.0,
@@ -131,12 +178,12 @@ class RandomAffine(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.rotation_range = check_float("rotation_range", rotation_range, low=0, high=180)
-        self.width_shift_range = check_float("width_shift_range", width_shift_range, low=0)
-        self.height_shift_range = check_float("height_shift_range", height_shift_range, low=0)
-        self.shear_range = check_float(
-            "shear_range", shear_range, low=0, high=90, closed=(True, False)
-        )
+        (
+            self.rotation_range,
+            self.width_shift_range,
+            self.height_shift_range,
+            self.shear_range,
+        ) = _check_geometry(rotation_range, width_shift_range, height_shift_range, shear_range)
         self.zoom_range = _range_pair("zoom_range", zoom_range, center=1)
         if self.zoom_range[0] <= 0:
             raise ValueError(
@@ -192,28 +239,9 @@ class RandomAffine(keras.layers.Layer):
             data_format="channels_last",
         )
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "rotation_range": self.rotation_range,
-            "width_shift_range": self.width_shift_range,
-            "height_shift_range": self.height_shift_range,
-            "shear_range": self.shear_range,
-            "zoom_range": list(self.zoom_range),
-            "horizontal_flip": self.horizontal_flip,
-            "vertical_flip": self.vertical_flip,
-            "fill_mode": self.fill_mode,
-            "fill_value": self.fill_value,
-            "interpolation": self.interpolation,
-            "seed": self.seed,
-        }
-
 
 @keras.saving.register_keras_serializable(package="keras_fastrain")
-class RandomIntensity(keras.layers.Layer):
+class RandomIntensity(_ImageLayer):
     """ImageDataGenerator's `channel_shift_range` and `brightness_range`.
 
     Each image gets `x + shift` with `shift` drawn from [-shift_range,
@@ -228,6 +256,8 @@ class RandomIntensity(keras.layers.Layer):
         value_range: Pair. The images' value range. Defaults to `(0, 255)`.
         seed: Integer or `None`. Defaults to `None`.
     """
+
+    CONFIG = ("shift_range", "brightness_range", "value_range", "seed")
 
     def __init__(
         self, shift_range=0.0, brightness_range=None, value_range=(0, 255), seed=None, **kwargs
@@ -257,20 +287,6 @@ class RandomIntensity(keras.layers.Layer):
             )
         return keras.ops.clip(images, *self.value_range)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "shift_range": self.shift_range,
-            "brightness_range": None
-            if self.brightness_range is None
-            else list(self.brightness_range),
-            "value_range": list(self.value_range),
-            "seed": self.seed,
-        }
-
 
 def _value_range(value_range):
     if not isinstance(value_range, (list, tuple)) or len(value_range) != 2:
@@ -283,7 +299,7 @@ def _value_range(value_range):
 
 
 @keras.saving.register_keras_serializable(package="keras_fastrain")
-class ImageAugmentation(keras.layers.Layer):
+class ImageAugmentation(_ImageLayer):
     """ImageDataGenerator's random transforms as one Keras 3 layer.
 
     Takes ImageDataGenerator's augmentation arguments with their meaning and
@@ -326,6 +342,22 @@ class ImageAugmentation(keras.layers.Layer):
     ```
     """
 
+    CONFIG = (
+        "rotation_range",
+        "width_shift_range",
+        "height_shift_range",
+        "shear_range",
+        "zoom_range",
+        "horizontal_flip",
+        "vertical_flip",
+        "fill_mode",
+        "cval",
+        "brightness_range",
+        "channel_shift_range",
+        "value_range",
+        "seed",
+    )
+
     def __init__(
         self,
         rotation_range=0.0,
@@ -344,12 +376,12 @@ class ImageAugmentation(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.rotation_range = check_float("rotation_range", rotation_range, low=0, high=180)
-        self.width_shift_range = check_float("width_shift_range", width_shift_range, low=0)
-        self.height_shift_range = check_float("height_shift_range", height_shift_range, low=0)
-        self.shear_range = check_float(
-            "shear_range", shear_range, low=0, high=90, closed=(True, False)
-        )
+        (
+            self.rotation_range,
+            self.width_shift_range,
+            self.height_shift_range,
+            self.shear_range,
+        ) = _check_geometry(rotation_range, width_shift_range, height_shift_range, shear_range)
         if isinstance(zoom_range, (list, tuple)):
             zoom_range = list(_range_pair("zoom_range", zoom_range, center=1))
         else:
@@ -429,27 +461,6 @@ class ImageAugmentation(keras.layers.Layer):
         for layer in self.transforms:
             images = layer(images, training=training)
         return images
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "rotation_range": self.rotation_range,
-            "width_shift_range": self.width_shift_range,
-            "height_shift_range": self.height_shift_range,
-            "shear_range": self.shear_range,
-            "zoom_range": self.zoom_range,
-            "horizontal_flip": self.horizontal_flip,
-            "vertical_flip": self.vertical_flip,
-            "fill_mode": self.fill_mode,
-            "cval": self.cval,
-            "brightness_range": self.brightness_range,
-            "channel_shift_range": self.channel_shift_range,
-            "value_range": list(self.value_range),
-            "seed": self.seed,
-        }
 
 
 def _as_fraction(name, value, size):

@@ -8,6 +8,7 @@ import pytest
 
 import keras_fastrain
 from keras_fastrain.augmentation import (
+    CLASSIC_RECIPE,
     ImageAugmentation,
     RandomAffine,
     RandomIntensity,
@@ -16,16 +17,7 @@ from keras_fastrain.augmentation import (
 
 pytestmark = pytest.mark.smoke
 
-# The classic recipe's settings (DESIGN.md, "The baseline recipe").
-RECIPE = {
-    "rotation_range": 20,
-    "width_shift_range": 0.2,
-    "height_shift_range": 0.2,
-    "shear_range": 0.2,
-    "zoom_range": 0.2,
-    "horizontal_flip": True,
-    "fill_mode": "nearest",
-}
+RECIPE = CLASSIC_RECIPE
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +217,17 @@ def test_affine_layer_checks_its_arguments():
         RandomAffine(fill_mode="edge")
     with pytest.raises(ValueError, match=r"`zoom_range`.*Expected zoom factors above 0"):
         RandomAffine(zoom_range=(0.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        RandomAffine(rotation_range=10, zoom_range=(0.9, 1.3), vertical_flip=True, seed=4),
+        RandomIntensity(shift_range=5, brightness_range=(0.8, 1.1), value_range=(0, 1), seed=2),
+        ImageAugmentation(**CLASSIC_RECIPE, brightness_range=[0.7, 1.3], seed=9),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_config_round_trips(layer):
+    config = layer.get_config()
+    assert type(layer).from_config(config).get_config() == config
