@@ -18,6 +18,7 @@ import time
 import keras
 
 from keras_fastrain._version import __version__
+from keras_fastrain.choices import choose_jit_compile, choose_steps_per_execution
 from keras_fastrain.datasets import load_fashion_mnist
 from keras_fastrain.scaling import scaled_learning_rate
 from keras_fastrain.validation import check_float, check_int
@@ -37,12 +38,17 @@ class Recipe:
         batch_size: Integer. The training batch size.
         learning_rate: Float. Adam's learning rate.
         how: String. One line on what this side does.
+        jit_compile: `compile`'s `jit_compile`. Defaults to Keras's `"auto"`.
+        steps_per_execution: `compile`'s `steps_per_execution`. Defaults
+            to Keras's `1`.
     """
 
     name: str
     batch_size: int
     learning_rate: float
     how: str
+    jit_compile: object = "auto"
+    steps_per_execution: int = 1
 
 
 def demo_recipes():
@@ -50,18 +56,23 @@ def demo_recipes():
     fast_rate = scaled_learning_rate(
         BASELINE_LEARNING_RATE, BASELINE_BATCH_SIZE, FAST_BATCH_SIZE, rule="sqrt"
     )
+    jit = choose_jit_compile().value
+    steps = choose_steps_per_execution().value
     return (
         Recipe(
             "plain Keras",
             BASELINE_BATCH_SIZE,
             BASELINE_LEARNING_RATE,
-            "batch 32, Adam lr 1e-3 (the classic recipe)",
+            "batch 32, Adam lr 1e-3, Keras's compile defaults (the classic recipe)",
         ),
         Recipe(
             "keras-fastrain",
             FAST_BATCH_SIZE,
             fast_rate,
-            f"batch {FAST_BATCH_SIZE}, lr scaled by the sqrt rule to {fast_rate:g}",
+            f"batch {FAST_BATCH_SIZE}, lr scaled by the sqrt rule to {fast_rate:g}, "
+            f"jit_compile={jit}, steps_per_execution={steps} (keras_fastrain.choices)",
+            jit_compile=jit,
+            steps_per_execution=steps,
         ),
     )
 
@@ -134,7 +145,7 @@ class _TestAccuracyClock(keras.callbacks.Callback):
         self._paused += time.perf_counter() - stop
 
 
-def baseline_model(learning_rate=BASELINE_LEARNING_RATE):
+def baseline_model(learning_rate=BASELINE_LEARNING_RATE, jit_compile="auto", steps_per_execution=1):
     """Returns the classic recipe's model, compiled: the one the demo trains."""
     model = keras.Sequential(
         [
@@ -148,6 +159,8 @@ def baseline_model(learning_rate=BASELINE_LEARNING_RATE):
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -156,7 +169,7 @@ def run_recipe(recipe, data, epochs, seed=0, log=print):
     """Trains the baseline model with `recipe` and returns a `RunResult`."""
     (x_train, y_train), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
-    model = baseline_model(recipe.learning_rate)
+    model = baseline_model(recipe.learning_rate, recipe.jit_compile, recipe.steps_per_execution)
 
     def on_epoch(epoch, seconds, accuracy):
         log(

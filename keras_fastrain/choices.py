@@ -1,0 +1,140 @@
+"""keras-fastrain's `"auto"` choices, each made with its reason.
+
+Every option a user leaves at `"auto"` is decided here, from the backend and
+the devices in use, and comes back as a `Choice` that says what was picked
+and why, so the choice can be logged once and read back. The reasons cite
+what was measured (`benchmarks/compile_options.py`), not folklore.
+"""
+
+import dataclasses
+
+import keras
+
+from keras_fastrain.validation import check_choice, check_int
+
+AUTO = "auto"
+# The most steps one compiled call runs when steps_per_execution is "auto".
+AUTO_STEPS_PER_EXECUTION = 32
+PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One decided option.
+
+    Attributes:
+        option: String. The option's name, e.g. `"jit_compile"`.
+        value: The value decided.
+        reason: String. Why, in one sentence.
+        changes_results: Bool. Whether the choice changes the numbers a
+            model computes (not only how fast), so that it must be stated.
+    """
+
+    option: str
+    value: object
+    reason: str
+    changes_results: bool = False
+
+    def __str__(self):
+        note = " (changes numerics)" if self.changes_results else ""
+        return f"{self.option}={self.value!r}{note}: {self.reason}"
+
+
+def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=()):
+    """Decides `jit_compile`.
+
+    Args:
+        requested: `"auto"` or a bool. Defaults to `"auto"`.
+        backend: String or `None`. Defaults to the running Keras backend.
+        xla_incompatible: Sequence of strings. Names of layers in the model
+            that XLA cannot compile on this backend (e.g. `ImageAugmentation`
+            on TensorFlow, whose image transform op has no XLA kernel).
+            Defaults to `()`.
+    """
+    backend = backend or keras.backend.backend()
+    if isinstance(requested, bool):
+        return Choice("jit_compile", requested, "given")
+    check_choice("jit_compile", requested, (AUTO, True, False))
+    if backend == "tensorflow":
+        if xla_incompatible:
+            return Choice(
+                "jit_compile",
+                False,
+                f"XLA cannot compile {', '.join(xla_incompatible)} on TensorFlow",
+            )
+        return Choice(
+            "jit_compile",
+            True,
+            "XLA made the baseline recipe's steps 1.2x-1.6x faster on TensorFlow "
+            "(benchmarks/compile_options.py); Keras leaves it off there",
+        )
+    if backend == "jax":
+        return Choice("jit_compile", True, "JAX runs op by op without it (90x slower measured)")
+    return Choice(
+        "jit_compile", False, f"not measured to help on {backend}; Keras's default is kept"
+    )
+
+
+def choose_steps_per_execution(requested=AUTO, backend=None):
+    """Decides `steps_per_execution`.
+
+    Args:
+        requested: `"auto"` or an integer >= 1. Defaults to `"auto"`.
+        backend: String or `None`. Defaults to the running Keras backend.
+
+    Raises:
+        ValueError: for a value above 1 on torch, where Keras requires 1.
+    """
+    backend = backend or keras.backend.backend()
+    if requested != AUTO:
+        steps = check_int("steps_per_execution", requested, minimum=1)
+        if backend == "torch" and steps > 1:
+            raise ValueError(
+                "Invalid value for argument `steps_per_execution`. "
+                f"Received: steps_per_execution={steps}. Keras's torch backend needs 1."
+            )
+        return Choice("steps_per_execution", steps, "given")
+    if backend == "torch":
+        return Choice("steps_per_execution", 1, "Keras's torch backend runs one step per call")
+    return Choice(
+        "steps_per_execution",
+        AUTO_STEPS_PER_EXECUTION,
+        f"{AUTO_STEPS_PER_EXECUTION} steps per compiled call cut per-step overhead "
+        "(1.1x-2.1x measured at batch 32, benchmarks/compile_options.py); batch "
+        "callbacks then run once per call",
+    )
+
+
+def choose_mixed_precision(requested=AUTO, devices=None):
+    """Decides the dtype policy.
+
+    Args:
+        requested: `"auto"`, a bool, or one of `"float32"`, `"mixed_float16"`,
+            `"mixed_bfloat16"`. Defaults to `"auto"`.
+        devices: List of device names (`"cpu:0"`, `"gpu:0"`, ...) or `None`.
+            Defaults to the devices Keras sees.
+    """
+    if devices is None:
+        from keras_fastrain.devices import list_devices
+
+        devices = list_devices()
+    kinds = {name.split(":")[0].lower() for name in devices}
+    accelerated = "mixed_bfloat16" if "tpu" in kinds else "mixed_float16"
+    if requested is True:
+        requested = accelerated
+    elif requested is False:
+        requested = "float32"
+    check_choice("mixed_precision", requested, (AUTO, *PRECISION_POLICIES))
+    if requested != AUTO:
+        return Choice("mixed_precision", requested, "given", requested != "float32")
+    if kinds & {"gpu", "tpu"}:
+        return Choice(
+            "mixed_precision",
+            accelerated,
+            f"{'TPU' if 'tpu' in kinds else 'GPU'} tensor cores run 16-bit math "
+            "several times faster; weights stay float32",
+            changes_results=True,
+        )
+    return Choice(
+        "mixed_precision", "float32", "CPUs gain nothing from 16-bit math, so numerics stay"
+    )
