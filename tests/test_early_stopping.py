@@ -322,3 +322,13 @@ def test_interrupted_run_resumes_with_its_best_wait_and_budget(digits, tmp_path)
 def test_backup_rejects_callbacks_without_state():
     with pytest.raises(TypeError, match=r"`callbacks`.*callbacks\[0\]="):
         BackupAndRestore("/tmp/unused", callbacks=[keras.callbacks.History()])
+
+
+def test_a_resumed_run_does_not_inherit_the_last_runs_stop():
+    stop = EarlyStopping(patience=0)
+    assert drive(stop, [1.0, 2.0]) == 2 and stop.stopped_reason is StopReason.NO_IMPROVEMENT
+    stop.set_state(
+        {"wait": 0, "best": 1.0, "best_epoch": 0, "elapsed": 1.0, "time_to_target": None}
+    )
+    assert drive(stop, [0.9, 0.8, 0.7]) == 3
+    assert (stop.stopped_reason, stop.stopped_epoch, stop.best) == (None, 0, 0.7)

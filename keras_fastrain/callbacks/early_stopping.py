@@ -260,7 +260,11 @@ class EarlyStopping(keras.callbacks.Callback):
         return False, None
 
     def _track_best(self, current, epoch):
-        """Keras's rule for best and wait; returns whether the wait was reset."""
+        """Keras's rule for best and wait; returns whether `current` improved.
+
+        An improvement that does not beat `baseline` counts as improved (no
+        patience check this epoch) without resetting the wait, as in Keras.
+        """
         if epoch < self.start_from_epoch:
             return False
         if self.restore_best_weights and self.best_weights is None:
@@ -285,8 +289,11 @@ class EarlyStopping(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not self._restored:
             self._reset()
+        # A run's outcome never carries over, restored state or not.
         self._restored = False
         self.best_weights = None
+        self.stopped_reason = None
+        self.stopped_epoch = 0
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
