@@ -12,6 +12,8 @@ from keras_fastrain.backend import BackendNotInstalledError, missing_backend_err
 __all__ = [
     "__version__",
     "callbacks",
+    "FastModel",
+    "FastSequential",
     "ImageAugmentation",
     "BackendNotInstalledError",
     "DatasetNotFoundError",
@@ -29,6 +31,7 @@ if _backend_error is None:
         load_digits,
         load_fashion_mnist,
     )
+    from keras_fastrain.model import FastModel, FastSequential
 else:
 
     def __getattr__(name):

@@ -197,6 +197,9 @@ class RandomAffine(_ImageLayer):
         self.interpolation = check_choice("interpolation", interpolation, ("bilinear", "nearest"))
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # TensorFlow's ImageProjectiveTransformV3 has no XLA kernel; Keras
+        # reads this flag when it decides jit_compile (and so does FastModel).
+        self.supports_jit = keras.backend.backend() != "tensorflow"
 
     def _uniform(self, batch, low, high):
         return keras.random.uniform(
@@ -407,12 +410,15 @@ class ImageAugmentation(_ImageLayer):
         return (1 - self.zoom_range, 1 + self.zoom_range)
 
     def build(self, input_shape):
-        if len(input_shape) != 4:
+        if len(input_shape) not in (3, 4):
             raise ValueError(
                 "ImageAugmentation needs batches of images shaped (batch, height, "
-                f"width, channels). Received input shape {tuple(input_shape)}; "
-                "reshape flat inputs to images first (e.g. keras.layers.Reshape((28, 28, 1)))."
+                "width, channels), or (batch, height, width) for one channel. "
+                f"Received input shape {tuple(input_shape)}; reshape flat inputs to "
+                "images first (e.g. keras.layers.Reshape((28, 28, 1)))."
             )
+        if len(input_shape) == 3:
+            input_shape = (*input_shape, 1)
         height, width = input_shape[1], input_shape[2]
         seed = self.seed
         transforms = []
@@ -458,9 +464,50 @@ class ImageAugmentation(_ImageLayer):
             layer.build(input_shape)
 
     def call(self, images, training=None):
+        grayscale = len(images.shape) == 3
+        if grayscale:
+            images = keras.ops.expand_dims(images, -1)
         for layer in self.transforms:
             images = layer(images, training=training)
-        return images
+        return keras.ops.squeeze(images, -1) if grayscale else images
+
+
+def as_augmentation_layer(augmentation):
+    """Turns FastModel's `augmentation=` option into one Keras layer.
+
+    Args:
+        augmentation: `None` or `"auto"` (no augmentation: it changes what a
+            model learns, so it is never switched on unasked), a dict of
+            ImageDataGenerator keyword arguments (an `ImageAugmentation`), a
+            Keras layer, or a list of Keras layers (applied in order).
+
+    Returns:
+        A `keras.layers.Layer`, or `None`.
+    """
+    if augmentation is None or augmentation == "auto":
+        return None
+    if isinstance(augmentation, keras.layers.Layer):
+        return augmentation
+    if isinstance(augmentation, dict):
+        unknown = sorted(set(augmentation) - set(ImageAugmentation.CONFIG))
+        if unknown:
+            raise ValueError(
+                f"Invalid value for argument `augmentation`: unknown key(s) {unknown}. "
+                f"Expected ImageDataGenerator's augmentation arguments: "
+                f"{', '.join(ImageAugmentation.CONFIG)}. Normalization such as `rescale` "
+                "or `featurewise_center` belongs in the model (keras.layers.Rescaling, "
+                "keras.layers.Normalization)."
+            )
+        return ImageAugmentation(**augmentation)
+    if isinstance(augmentation, (list, tuple)) and all(
+        isinstance(layer, keras.layers.Layer) for layer in augmentation
+    ):
+        return keras.Sequential(list(augmentation), name="augmentation")
+    raise TypeError(
+        "Invalid value for argument `augmentation`. "
+        f"Received: augmentation={augmentation!r}. Expected None, a dict of "
+        "ImageDataGenerator arguments, a Keras layer or a list of Keras layers."
+    )
 
 
 def _as_fraction(name, value, size):

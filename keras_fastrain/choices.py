@@ -40,7 +40,7 @@ class Choice:
         return f"{self.option}={self.value!r}{note}: {self.reason}"
 
 
-def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=()):
+def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=(), distributed=False):
     """Decides `jit_compile`.
 
     Args:
@@ -50,6 +50,8 @@ def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=()):
             that XLA cannot compile on this backend (e.g. `ImageAugmentation`
             on TensorFlow, whose image transform op has no XLA kernel).
             Defaults to `()`.
+        distributed: Bool. Whether a step runs on several replicas.
+            Defaults to `False`.
     """
     backend = backend or keras.backend.backend()
     if isinstance(requested, bool):
@@ -61,6 +63,10 @@ def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=()):
                 "jit_compile",
                 False,
                 f"XLA cannot compile {', '.join(xla_incompatible)} on TensorFlow",
+            )
+        if distributed:
+            return Choice(
+                "jit_compile", False, "Keras's TensorFlow trainer runs tf.distribute without XLA"
             )
         return Choice(
             "jit_compile",
@@ -75,27 +81,42 @@ def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=()):
     )
 
 
-def choose_steps_per_execution(requested=AUTO, backend=None):
+# Keras 3.15's TensorFlow trainer loops over steps with a tf.cond that fails
+# in a tf.distribute replica context ("You must feed a value for placeholder
+# tensor"), also for plain Keras under MirroredStrategy (keras#19246).
+_TF_DISTRIBUTED_STEPS = "Keras's TensorFlow trainer fails with several steps per call under "
+_TF_DISTRIBUTED_STEPS += "tf.distribute (keras#19246)"
+
+
+def choose_steps_per_execution(requested=AUTO, backend=None, distributed=False):
     """Decides `steps_per_execution`.
 
     Args:
         requested: `"auto"` or an integer >= 1. Defaults to `"auto"`.
         backend: String or `None`. Defaults to the running Keras backend.
+        distributed: Bool. Whether a step runs on several replicas.
+            Defaults to `False`.
 
     Raises:
-        ValueError: for a value above 1 on torch, where Keras requires 1.
+        ValueError: for a value above 1 on torch, where Keras requires 1, or
+            under a TensorFlow strategy with several replicas, where Keras
+            fails with it.
     """
     backend = backend or keras.backend.backend()
+    tf_distributed = backend == "tensorflow" and distributed
     if requested != AUTO:
         steps = check_int("steps_per_execution", requested, minimum=1)
-        if backend == "torch" and steps > 1:
+        if steps > 1 and (backend == "torch" or tf_distributed):
+            why = "Keras's torch backend needs 1" if backend == "torch" else _TF_DISTRIBUTED_STEPS
             raise ValueError(
                 "Invalid value for argument `steps_per_execution`. "
-                f"Received: steps_per_execution={steps}. Keras's torch backend needs 1."
+                f"Received: steps_per_execution={steps}. Expected 1: {why}."
             )
         return Choice("steps_per_execution", steps, "given")
     if backend == "torch":
         return Choice("steps_per_execution", 1, "Keras's torch backend runs one step per call")
+    if tf_distributed:
+        return Choice("steps_per_execution", 1, _TF_DISTRIBUTED_STEPS)
     return Choice(
         "steps_per_execution",
         AUTO_STEPS_PER_EXECUTION,
@@ -105,7 +126,7 @@ def choose_steps_per_execution(requested=AUTO, backend=None):
     )
 
 
-def choose_mixed_precision(requested=AUTO, devices=None):
+def choose_mixed_precision(requested=AUTO, devices=None, current="float32"):
     """Decides the dtype policy.
 
     Args:
@@ -113,6 +134,9 @@ def choose_mixed_precision(requested=AUTO, devices=None):
             `"mixed_bfloat16"`. Defaults to `"auto"`.
         devices: List of device names (`"cpu:0"`, `"gpu:0"`, ...) or `None`.
             Defaults to the devices Keras sees.
+        current: String. The global dtype policy's name. A policy the user
+            set (anything but `"float32"`) is kept under `"auto"`. Defaults
+            to `"float32"`.
     """
     if devices is None:
         from keras_fastrain.devices import list_devices
@@ -127,6 +151,8 @@ def choose_mixed_precision(requested=AUTO, devices=None):
     check_choice("mixed_precision", requested, (AUTO, *PRECISION_POLICIES))
     if requested != AUTO:
         return Choice("mixed_precision", requested, "given", requested != "float32")
+    if current != "float32":
+        return Choice("mixed_precision", current, "the global dtype policy you set", True)
     if kinds & {"gpu", "tpu"}:
         return Choice(
             "mixed_precision",

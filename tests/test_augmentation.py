@@ -180,6 +180,15 @@ def test_trains_inside_a_model_and_saves(images, tmp_path):
     assert loaded.layers[0].get_config()["rotation_range"] == 20
 
 
+def test_one_channel_images_may_come_without_a_channel_axis(images):
+    layer = ImageAugmentation(rotation_range=30, seed=3)
+    with_axis = ImageAugmentation(rotation_range=30, seed=3)
+    out = keras.ops.convert_to_numpy(layer(images[..., 0], training=True))
+    expected = keras.ops.convert_to_numpy(with_axis(images, training=True))
+    assert out.shape == images.shape[:-1]
+    np.testing.assert_allclose(out, expected[..., 0], atol=1e-5)
+
+
 def test_rejects_inputs_that_are_not_images():
     with pytest.raises(
         ValueError, match=r"needs batches of images.*Received input shape \(None, 784\)"

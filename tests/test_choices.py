@@ -38,6 +38,19 @@ def test_steps_per_execution_auto():
     assert choose_steps_per_execution(backend="torch").value == 1
 
 
+def test_several_tensorflow_replicas_run_one_step_per_call_without_xla():
+    steps = choose_steps_per_execution(backend="tensorflow", distributed=True)
+    assert steps.value == 1 and "keras#19246" in steps.reason
+    assert choose_steps_per_execution(backend="jax", distributed=True).value > 1
+    assert choose_jit_compile(backend="tensorflow", distributed=True).value is False
+    assert choose_jit_compile(backend="jax", distributed=True).value is True
+
+
+def test_mixed_precision_auto_keeps_a_global_policy_the_user_set():
+    choice = choose_mixed_precision(devices=["cpu:0"], current="mixed_bfloat16")
+    assert choice.value == "mixed_bfloat16" and choice.changes_results
+
+
 @pytest.mark.parametrize(
     ("devices", "expected", "changes"),
     [
@@ -70,7 +83,12 @@ def test_mixed_precision_defaults_to_the_devices_keras_sees():
         (
             lambda: choose_steps_per_execution(8, backend="torch"),
             ValueError,
-            r"steps_per_execution=8\. Keras's torch backend needs 1",
+            r"steps_per_execution=8\. Expected 1: Keras's torch backend needs 1",
+        ),
+        (
+            lambda: choose_steps_per_execution(4, backend="tensorflow", distributed=True),
+            ValueError,
+            r"steps_per_execution=4\. Expected 1: .*keras#19246",
         ),
         (
             lambda: choose_mixed_precision("fp16", devices=["cpu:0"]),

@@ -1,0 +1,97 @@
+"""Every use of Keras's private API in keras-fastrain, in one place.
+
+Each function says which upstream gap it works around and which versions it
+was checked on (Keras 3.15.1, TensorFlow 2.21, JAX 0.10). When Keras offers a
+public way, the function is replaced here and nowhere else changes.
+"""
+
+import keras
+from keras.src.models.functional import Functional
+from keras.src.models.model import functional_init_arguments
+
+# `keras.Model(inputs, outputs)` returns a `Functional`. A `keras.Model`
+# subclass called that way has its class's *bases rewritten* in place
+# (`inject_functional_model_class`), which breaks every later subclass of it
+# (keras#17270). FastModel therefore dispatches functional arguments to a
+# fixed subclass of `Functional` itself; both names are needed for that.
+__all__ = [
+    "Functional",
+    "functional_init_arguments",
+    "all_layers",
+    "recreate_tf_variable",
+    "set_tf_trainer_strategy",
+    "relayout_jax_variable",
+]
+
+
+def all_layers(model):
+    """Every layer in `model`, nested ones included, `model` first.
+
+    Keras's walk (`Layer._flatten_layers`) also finds layers held by custom
+    layers, which `model.layers` does not list; no public equivalent exists.
+    """
+    return list(model._flatten_layers(include_self=True, recursive=True))
+
+
+def recreate_tf_variable(variable, strategy):
+    """Re-creates a Keras variable's `tf.Variable` under `strategy`, in place.
+
+    A `tf.distribute` strategy only trains variables created in its scope;
+    Keras's answer is "build the model under `strategy.scope()`" (the TF
+    trainer records the strategy in `Trainer.__init__`), and a model built
+    outside fails in the optimizer (`AssertionError` in
+    mirrored_strategy.py, or "colocate_vars_with must only be passed a
+    variable created in this tf.distribute.Strategy.scope()"). Keras has no
+    public way to move a variable, so its backing value is dropped and
+    re-initialized, under the scope, from its current value: the
+    `KerasVariable` object (which layers and optimizers hold) stays the same.
+
+    Returns:
+        True if the variable was re-created, False if it already lived
+        under `strategy`.
+    """
+    value = variable._value
+    if value is None or strategy.extended.variable_created_in_scope(value):
+        return False
+    current = value.numpy()
+    with strategy.scope():
+        variable._value = None
+        variable._initialize(current)
+    return True
+
+
+def relayout_jax_variable(variable, device_mesh):
+    """Replicates a JAX Keras variable over `device_mesh`, in place.
+
+    Under `keras.distribution.DataParallel` every variable must live on the
+    mesh's devices; one created before the distribution was set stays on a
+    single device and the jitted step fails with "Received incompatible
+    devices for jitted computation". Keras sets a variable's layout only when
+    it is created; this sets the replicated layout and re-places the value.
+
+    Returns:
+        True if the variable was moved, False if it was already on the mesh.
+    """
+    import jax
+
+    if variable._value is None:
+        return False
+    sharding = variable.value.sharding
+    mesh = device_mesh.backend_mesh
+    if isinstance(sharding, jax.sharding.NamedSharding) and sharding.mesh == mesh:
+        return False
+    variable._layout = keras.distribution.TensorLayout([None] * len(variable.shape), device_mesh)
+    variable._direct_assign(variable.value)
+    return True
+
+
+def set_tf_trainer_strategy(model, strategy):
+    """Tells Keras's TensorFlow trainer which strategy `model` trains under.
+
+    The trainer records the strategy only in `Trainer.__init__`, when one is
+    entered then (keras/src/backend/tensorflow/trainer.py). Without it,
+    `fit` defers building the optimizer into the first traced step, inside
+    the replica context, and a MirroredStrategy step fails ("You must feed
+    a value for placeholder tensor ..."). No public setter exists.
+    """
+    model._distribute_strategy = strategy

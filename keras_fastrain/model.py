@@ -1,0 +1,478 @@
+"""`FastModel`: a `keras.Model` that applies the speed-ups on compile and fit.
+
+FastModel only wires parts together; each part works on its own:
+- where it trains: `keras_fastrain.distribute` (one device, MirroredStrategy,
+  JAX DataParallel), entered for the user, variables moved under it;
+- augmentation: `keras_fastrain.augmentation`, run inside the train step on
+  the model's inputs, in training only;
+- precision, XLA and steps per call: `keras_fastrain.choices`, each `"auto"`
+  decided with its reason, logged once, readable from `model.choices`.
+
+It is used in every Keras style: `FastModel(inputs, outputs)`, a subclass
+with its own `call`, `FastSequential([...])`, or `FastModel(existing_model)`.
+"""
+
+import functools
+import inspect
+import logging
+
+import keras
+import numpy as np
+
+from keras_fastrain import _keras_internals, choices
+from keras_fastrain.augmentation import as_augmentation_layer
+from keras_fastrain.distribute import Engine, check_distribute, resolve_engine
+
+logger = logging.getLogger("keras_fastrain")
+if not logger.handlers:
+    # Shown by default, like Keras's own messages; silence with
+    # logging.getLogger("keras_fastrain").setLevel(logging.WARNING).
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("keras-fastrain: %(message)s"))
+    logger.addHandler(_handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+AUTO = choices.AUTO
+OPTIONS = ("distribute", "augmentation", "mixed_precision", "jit_compile", "steps_per_execution")
+_DEFAULTS = {
+    "distribute": AUTO,
+    "mixed_precision": AUTO,
+    "jit_compile": AUTO,
+    "steps_per_execution": AUTO,
+}
+
+
+def _augmenting(call):
+    """Wraps a model's `call` so that its inputs are augmented in training.
+
+    The augmentation runs inside `call`, so it is part of the compiled train
+    step on every backend (JAX's stateless step calls `call` directly), and
+    its random state is model state. A `call` without a `training` argument
+    gets one (keyword-only), because Keras passes it only when it is there.
+    """
+    if getattr(call, "_fastrain_augmenting", False):
+        return call
+    signature = inspect.signature(call)
+    takes_training = "training" in signature.parameters
+    # Keras may pass the inputs by their name (`call(images=...)`).
+    inputs_name = list(signature.parameters)[1]
+
+    @functools.wraps(call)
+    def augmenting_call(self, *args, training=None, **kwargs):
+        augmentation = getattr(self, "augmentation", None)
+        if augmentation is not None:
+            inputs = args[0] if args else kwargs[inputs_name]
+            if training:
+                inputs = augmentation(inputs, training=True)
+            elif not augmentation.built:
+                # Its state is model state: create it whenever the model builds.
+                augmentation.build(tuple(inputs.shape))
+            if args:
+                args = (inputs, *args[1:])
+            else:
+                kwargs[inputs_name] = inputs
+        if takes_training:
+            kwargs["training"] = training
+        return call(self, *args, **kwargs)
+
+    if not takes_training:
+        parameters = list(signature.parameters.values())
+        training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
+        at = len(parameters)
+        if parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD:
+            at -= 1
+        parameters.insert(at, training)
+        augmenting_call.__signature__ = signature.replace(parameters=parameters)
+    augmenting_call._fastrain_augmenting = True
+    return augmenting_call
+
+
+@keras.saving.register_keras_serializable(package="keras_fastrain")
+class FastModel(keras.Model):
+    """A `keras.Model` that trains faster with the same code.
+
+    Use it wherever `keras.Model` goes: `FastModel(inputs, outputs)`,
+    `class Net(FastModel)` with your own `call`, `FastSequential([...])`,
+    or `FastModel(model)` around an existing model. On `compile` it decides
+    every option left at `"auto"` (logged once, with its reason; read back
+    from `model.choices`), creates or moves the variables onto the chosen
+    devices, and `fit`, `evaluate` and `predict` then run there.
+
+    Options can be given here or to `compile` (which wins):
+
+    Args:
+        distribute: Where to train. `"auto"` (default) keeps a strategy
+            scope or distribution you entered, else uses every local device
+            of the fastest kind when there are several, else one device.
+            `None` or `"none"`: one device. `"mirrored"` (TensorFlow
+            `MirroredStrategy`), `"data_parallel"` (JAX `DataParallel`), or
+            a `tf.distribute.Strategy` / `keras.distribution.DataParallel`
+            object. You never write `strategy.scope()`.
+        augmentation: Random transforms of the inputs, applied in training
+            only (never in evaluate, predict or export), inside the train
+            step. `None` (default): none. A dict of ImageDataGenerator's
+            keyword arguments (e.g. `{"rotation_range": 20,
+            "horizontal_flip": True}`, see `ImageAugmentation`), a Keras
+            layer, or a list of layers.
+        mixed_precision: `"auto"` (default: mixed float16 on GPU, bfloat16
+            on TPU, float32 on CPU, or the global policy you set), a bool,
+            or a policy name (`"float32"`, `"mixed_float16"`,
+            `"mixed_bfloat16"`). Mixed precision changes numerics; the log
+            says so.
+        jit_compile: `"auto"` (default) or a bool. See
+            `keras_fastrain.choices.choose_jit_compile`.
+        steps_per_execution: `"auto"` (default) or an integer >= 1.
+        **kwargs: What `keras.Model` takes.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((28, 28))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras_fastrain.FastModel(inputs, outputs, augmentation={"rotation_range": 10})
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    print(model.choices["jit_compile"])
+    ```
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is FastModel:
+            if _keras_internals.functional_init_arguments(args, kwargs):
+                return FunctionalFastModel.__new__(FunctionalFastModel, *args, **kwargs)
+            if (args and isinstance(args[0], keras.Model)) or "model" in kwargs:
+                return WrappedFastModel.__new__(WrappedFastModel, *args, **kwargs)
+        return super().__new__(cls, *args, **kwargs)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "call" in cls.__dict__:
+            cls.call = _augmenting(cls.__dict__["call"])
+
+    def __init__(
+        self,
+        *args,
+        distribute=AUTO,
+        augmentation=None,
+        mixed_precision=AUTO,
+        jit_compile=AUTO,
+        steps_per_execution=AUTO,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self._fastrain_options = dict(_DEFAULTS)
+        self._engine = None
+        self._choices = {}
+        self._logged = set()
+        self.augmentation = None
+        self._set_options(
+            distribute=distribute,
+            augmentation=augmentation,
+            mixed_precision=mixed_precision,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
+
+    def _set_options(self, **options):
+        """Records options, checking each now so a typo fails at once."""
+        for name, value in options.items():
+            if name == "augmentation":
+                # Kept as a tracked layer only: its random state is model state.
+                self.augmentation = as_augmentation_layer(value)
+                continue
+            if name == "distribute":
+                check_distribute(value)
+            elif name == "mixed_precision":
+                choices.choose_mixed_precision(value, devices=["cpu:0"])
+            elif name == "jit_compile":
+                choices.choose_jit_compile(value)
+            elif name == "steps_per_execution":
+                choices.choose_steps_per_execution(value)
+            self._fastrain_options[name] = value
+
+    @property
+    def choices(self):
+        """Dict of option name to `keras_fastrain.choices.Choice`: what was
+        decided at the last `compile`, and why."""
+        return dict(self._choices)
+
+    @property
+    def engine(self):
+        """The `keras_fastrain.distribute.Engine` chosen at `compile`."""
+        return self._engine
+
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        metrics=None,
+        weighted_metrics=None,
+        run_eagerly=False,
+        steps_per_execution=None,
+        jit_compile=None,
+        auto_scale_loss=True,
+        *,
+        distribute=None,
+        augmentation=None,
+        mixed_precision=None,
+    ):
+        """Configures the model for training, as `keras.Model.compile`.
+
+        Takes `keras.Model.compile`'s arguments, in its order, and
+        FastModel's options (see the class) as keywords; an option given
+        here replaces the constructor's. `jit_compile` and
+        `steps_per_execution` left at `None` use the constructor's value
+        (`"auto"` by default), not Keras's defaults.
+        """
+        given = {
+            "distribute": distribute,
+            "augmentation": augmentation,
+            "mixed_precision": mixed_precision,
+            "jit_compile": jit_compile,
+            "steps_per_execution": steps_per_execution,
+        }
+        self._set_options(**{k: v for k, v in given.items() if v is not None})
+        options = self._fastrain_options
+        engine = resolve_engine(options["distribute"])
+        self._build_augmentation()
+        decided = [
+            choices.Choice("distribute", engine.describe(), engine.reason),
+            self._apply_precision(options["mixed_precision"]),
+            choices.choose_jit_compile(
+                options["jit_compile"],
+                xla_incompatible=self._xla_incompatible_layers(),
+                distributed=engine.num_replicas > 1,
+            ),
+            choices.choose_steps_per_execution(
+                options["steps_per_execution"], distributed=engine.num_replicas > 1
+            ),
+        ]
+        self._engine = engine
+        self._choices = {choice.option: choice for choice in decided}
+        self._log_choices()
+        optimizer = engine.prepare_optimizer(optimizer)
+        with self._on_engine():
+            super().compile(
+                optimizer,
+                loss,
+                loss_weights=loss_weights,
+                metrics=metrics,
+                weighted_metrics=weighted_metrics,
+                run_eagerly=run_eagerly,
+                steps_per_execution=self._choices["steps_per_execution"].value,
+                jit_compile=self._choices["jit_compile"].value,
+                auto_scale_loss=auto_scale_loss,
+            )
+
+    def _build_augmentation(self):
+        """Builds the augmentation on known input shapes, so that a
+        non-image input fails at compile, not in the first step."""
+        if self.augmentation is None or self.augmentation.built:
+            return
+        shape = _input_shape(self)
+        if shape is not None:
+            self.augmentation.build(shape)
+
+    def _xla_incompatible_layers(self):
+        """Class names of the layers XLA cannot compile here."""
+        layers = [layer for layer in _keras_internals.all_layers(self) if not layer.supports_jit]
+        if self.augmentation is not None and keras.backend.backend() == "tensorflow":
+            # TensorFlow's image transforms (ours and Keras's Random* layers)
+            # have no XLA kernel, and an unbuilt augmentation cannot say yet.
+            layers.append(self.augmentation)
+        return tuple(dict.fromkeys(type(layer).__name__ for layer in layers))
+
+    def _apply_precision(self, requested):
+        choice = choices.choose_mixed_precision(
+            requested, current=keras.mixed_precision.dtype_policy().name
+        )
+        for layer in _keras_internals.all_layers(self):
+            if layer.dtype_policy.name != choice.value:
+                layer.dtype_policy = choice.value
+        return choice
+
+    def _log_choices(self):
+        for choice in self._choices.values():
+            line = str(choice)
+            if line not in self._logged:
+                self._logged.add(line)
+                logger.info("FastModel %s: %s", self.name, line)
+
+    def _on_engine(self):
+        """Moves variables made outside the engine onto it; enters its scope."""
+        engine = self._engine or Engine()
+        variables = list(self.variables)
+        if self.compiled:
+            optimizer = getattr(self, "optimizer", None)
+            variables += list(optimizer.variables if optimizer else []) + self.metrics_variables
+        if engine.adopt(self, variables):
+            # Compiled step functions captured the old variables.
+            self.train_function = self.test_function = self.predict_function = None
+        return engine.scope()
+
+    def _check_batches(self, x, batch_size, validation_split=0.0):
+        count = _sample_count(x)
+        if count is not None and self._engine is not None and not validation_split:
+            self._engine.check_batches(count, batch_size or 32)
+
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """Trains the model, as `keras.Model.fit`, on the engine's devices."""
+        self._check_batches(x, batch_size, kwargs.get("validation_split"))
+        with self._on_engine():
+            return super().fit(x, y, batch_size, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """Evaluates the model, as `keras.Model.evaluate` (no augmentation)."""
+        self._check_batches(x, batch_size)
+        with self._on_engine():
+            return super().evaluate(x, y, batch_size, *args, **kwargs)
+
+    def predict(self, x, batch_size=None, *args, **kwargs):
+        """Predicts, as `keras.Model.predict` (no augmentation).
+
+        With several replicas, array inputs whose last batch would not split
+        evenly over them are padded, and the padding's outputs dropped.
+        """
+        count = _sample_count(x)
+        replicas = self._engine.num_replicas if self._engine else 1
+        padding = 0 if count is None else (-count) % replicas
+        if padding:
+            x = keras.tree.map_structure(lambda a: np.concatenate([a, a[:padding]]), x)
+        with self._on_engine():
+            outputs = super().predict(x, batch_size, *args, **kwargs)
+        if padding:
+            outputs = keras.tree.map_structure(lambda a: a[:count], outputs)
+        return outputs
+
+    def train_on_batch(self, *args, **kwargs):
+        with self._on_engine():
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        with self._on_engine():
+            return super().test_on_batch(*args, **kwargs)
+
+    def predict_on_batch(self, *args, **kwargs):
+        with self._on_engine():
+            return super().predict_on_batch(*args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        options = dict(self._fastrain_options)
+        if not isinstance(options["distribute"], str):
+            options["distribute"] = AUTO  # a strategy object belongs to this process
+        options["augmentation"] = (
+            None
+            if self.augmentation is None
+            else keras.saving.serialize_keras_object(self.augmentation)
+        )
+        config.update(options)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("augmentation"), dict) and "class_name" in config["augmentation"]:
+            config["augmentation"] = keras.saving.deserialize_keras_object(
+                config["augmentation"], custom_objects=custom_objects
+            )
+        return super().from_config(config, custom_objects=custom_objects)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            # Decided again on load: the loading machine may differ.
+            config["jit_compile"] = self._fastrain_options["jit_compile"]
+            config["steps_per_execution"] = self._fastrain_options["steps_per_execution"]
+        return config
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def call(self, inputs, training=None):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no `call`. Subclass FastModel and define "
+            "`call`, or use FastModel(inputs, outputs) or FastModel(model)."
+        )
+
+
+FastModel.call = _augmenting(FastModel.call)
+
+
+@keras.saving.register_keras_serializable(package="keras_fastrain")
+class FunctionalFastModel(FastModel, _keras_internals.Functional):
+    """What `FastModel(inputs, outputs)` returns: a functional FastModel."""
+
+    call = _keras_internals.Functional.call
+
+
+@keras.saving.register_keras_serializable(package="keras_fastrain")
+class FastSequential(FastModel, keras.Sequential):
+    """`keras.Sequential` as a FastModel: `FastSequential([layers], **options)`."""
+
+    call = keras.Sequential.call
+
+
+@keras.saving.register_keras_serializable(package="keras_fastrain")
+class WrappedFastModel(FastModel):
+    """What `FastModel(model)` returns: FastModel around an existing model.
+
+    The existing model's layers and weights are used as they are (not
+    copied); its compile state is not, so compile the FastModel.
+    """
+
+    def __init__(self, model, **kwargs):
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                "Invalid value for argument `model`. "
+                f"Received: model={model!r}. Expected a keras.Model."
+            )
+        kwargs.setdefault("name", f"fast_{model.name}")
+        super().__init__(**kwargs)
+        self.model = model
+        if model.built:
+            self.built = True
+
+    def call(self, inputs, training=None):
+        return self.model(inputs, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config["model"] = keras.saving.serialize_keras_object(self.model)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(
+            config["model"], custom_objects=custom_objects
+        )
+        return super().from_config(config, custom_objects=custom_objects)
+
+
+def _sample_count(x):
+    """The number of samples in array inputs, or `None` for datasets."""
+    if x is None or isinstance(x, keras.utils.PyDataset):
+        return None
+    arrays = keras.tree.flatten(x)
+    if not arrays or not all(isinstance(a, np.ndarray) for a in arrays):
+        return None
+    return len(arrays[0])
+
+
+def _input_shape(model):
+    """The model's single input shape if known, else `None`."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        wrapped = getattr(model, "model", None)
+        inputs = getattr(wrapped, "inputs", None) if isinstance(wrapped, keras.Model) else None
+    if inputs and len(inputs) == 1:
+        return tuple(inputs[0].shape)
+    return None
