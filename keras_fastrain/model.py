@@ -6,7 +6,8 @@ FastModel only wires parts together; each part works on its own:
 - augmentation: `keras_fastrain.augmentation`, run inside the train step on
   the model's inputs, in training only;
 - precision, XLA and steps per call: `keras_fastrain.choices`, each `"auto"`
-  decided with its reason, logged once, readable from `model.choices`.
+  decided with its reason, logged once, readable from `model.choices`;
+- the input pipeline: `keras_fastrain.data`, so input overlaps the step.
 
 It is used in every Keras style: `FastModel(inputs, outputs)`, a subclass
 with its own `call`, `FastSequential([...])`, or `FastModel(existing_model)`.
@@ -21,7 +22,9 @@ import numpy as np
 
 from keras_fastrain import _keras_internals, choices
 from keras_fastrain.augmentation import as_augmentation_layer
+from keras_fastrain.data import restore_workers, tune_input
 from keras_fastrain.distribute import Engine, check_distribute, resolve_engine
+from keras_fastrain.validation import check_choice
 
 logger = logging.getLogger("keras_fastrain")
 if not logger.handlers:
@@ -35,12 +38,21 @@ if not logger.handlers:
     logger.propagate = False
 
 AUTO = choices.AUTO
-OPTIONS = ("distribute", "augmentation", "mixed_precision", "jit_compile", "steps_per_execution")
+_UNSET = object()  # an option not given to compile (None is a value)
+OPTIONS = (
+    "distribute",
+    "augmentation",
+    "mixed_precision",
+    "jit_compile",
+    "steps_per_execution",
+    "input_pipeline",
+)
 _DEFAULTS = {
     "distribute": AUTO,
     "mixed_precision": AUTO,
     "jit_compile": AUTO,
     "steps_per_execution": AUTO,
+    "input_pipeline": AUTO,
 }
 
 
@@ -124,6 +136,11 @@ class FastModel(keras.Model):
         jit_compile: `"auto"` (default) or a bool. See
             `keras_fastrain.choices.choose_jit_compile`.
         steps_per_execution: `"auto"` (default) or an integer >= 1.
+        input_pipeline: `"auto"` (default): a `tf.data.Dataset` gets
+            `prefetch(AUTOTUNE)` and a `PyDataset` left at `workers=1` loads
+            in threads during `fit`/`evaluate`/`predict`, so input overlaps
+            the step (see `keras_fastrain.data`); arrays pass through, Keras
+            already feeds them well. `None`: data is used as given.
         **kwargs: What `keras.Model` takes.
 
     Example:
@@ -160,6 +177,7 @@ class FastModel(keras.Model):
         mixed_precision=AUTO,
         jit_compile=AUTO,
         steps_per_execution=AUTO,
+        input_pipeline=AUTO,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -174,6 +192,7 @@ class FastModel(keras.Model):
             mixed_precision=mixed_precision,
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
+            input_pipeline=input_pipeline,
         )
 
     def _set_options(self, **options):
@@ -191,6 +210,8 @@ class FastModel(keras.Model):
                 choices.choose_jit_compile(value)
             elif name == "steps_per_execution":
                 choices.choose_steps_per_execution(value)
+            elif name == "input_pipeline":
+                check_choice("input_pipeline", value, (AUTO, None))
             self._fastrain_options[name] = value
 
     @property
@@ -216,9 +237,10 @@ class FastModel(keras.Model):
         jit_compile=None,
         auto_scale_loss=True,
         *,
-        distribute=None,
-        augmentation=None,
-        mixed_precision=None,
+        distribute=_UNSET,
+        augmentation=_UNSET,
+        mixed_precision=_UNSET,
+        input_pipeline=_UNSET,
     ):
         """Configures the model for training, as `keras.Model.compile`.
 
@@ -232,10 +254,11 @@ class FastModel(keras.Model):
             "distribute": distribute,
             "augmentation": augmentation,
             "mixed_precision": mixed_precision,
-            "jit_compile": jit_compile,
-            "steps_per_execution": steps_per_execution,
+            "jit_compile": _UNSET if jit_compile is None else jit_compile,
+            "steps_per_execution": _UNSET if steps_per_execution is None else steps_per_execution,
+            "input_pipeline": input_pipeline,
         }
-        self._set_options(**{k: v for k, v in given.items() if v is not None})
+        self._set_options(**{k: v for k, v in given.items() if v is not _UNSET})
         options = self._fastrain_options
         engine = resolve_engine(options["distribute"])
         self._build_augmentation()
@@ -319,17 +342,31 @@ class FastModel(keras.Model):
         if count is not None and self._engine is not None and not validation_split:
             self._engine.check_batches(count, batch_size or 32)
 
+    def _tuned(self, data):
+        """`data` set up to overlap with the step (see `keras_fastrain.data`)."""
+        if self._fastrain_options["input_pipeline"] != AUTO:
+            return data
+        data, choice = tune_input(data)
+        if choice is not None:
+            self._choices[choice.option] = choice
+            self._log_choices()
+        return data
+
     def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """Trains the model, as `keras.Model.fit`, on the engine's devices."""
         self._check_batches(x, batch_size, kwargs.get("validation_split"))
-        with self._on_engine():
+        validation = kwargs.get("validation_data")
+        with restore_workers(x, validation), self._on_engine():
+            x = self._tuned(x)
+            if validation is not None:
+                kwargs["validation_data"] = self._tuned(validation)
             return super().fit(x, y, batch_size, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """Evaluates the model, as `keras.Model.evaluate` (no augmentation)."""
         self._check_batches(x, batch_size)
-        with self._on_engine():
-            return super().evaluate(x, y, batch_size, *args, **kwargs)
+        with restore_workers(x), self._on_engine():
+            return super().evaluate(self._tuned(x), y, batch_size, *args, **kwargs)
 
     def predict(self, x, batch_size=None, *args, **kwargs):
         """Predicts, as `keras.Model.predict` (no augmentation).
@@ -342,8 +379,8 @@ class FastModel(keras.Model):
         padding = 0 if count is None else (-count) % replicas
         if padding:
             x = keras.tree.map_structure(lambda a: np.concatenate([a, a[:padding]]), x)
-        with self._on_engine():
-            outputs = super().predict(x, batch_size, *args, **kwargs)
+        with restore_workers(x), self._on_engine():
+            outputs = super().predict(self._tuned(x), batch_size, *args, **kwargs)
         if padding:
             outputs = keras.tree.map_structure(lambda a: a[:count], outputs)
         return outputs
