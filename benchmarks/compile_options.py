@@ -23,7 +23,7 @@ import keras
 from common import RESULTS_DIR, save_result
 
 import keras_fastrain
-from keras_fastrain.demo import baseline_model
+from keras_fastrain.demo import baseline_layers
 
 
 def configurations(backend):
@@ -37,7 +37,7 @@ def configurations(backend):
 
 def compiled_model(config):
     keras.utils.set_random_seed(0)
-    model = baseline_model()
+    model = keras.Sequential(baseline_layers())
     model.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         loss="sparse_categorical_crossentropy",

@@ -18,8 +18,8 @@ import time
 import keras
 
 from keras_fastrain._version import __version__
-from keras_fastrain.choices import choose_jit_compile, choose_steps_per_execution
 from keras_fastrain.datasets import load_fashion_mnist
+from keras_fastrain.model import FastSequential
 from keras_fastrain.scaling import scaled_learning_rate
 from keras_fastrain.validation import check_float, check_int
 
@@ -38,17 +38,17 @@ class Recipe:
         batch_size: Integer. The training batch size.
         learning_rate: Float. Adam's learning rate.
         how: String. One line on what this side does.
-        jit_compile: `compile`'s `jit_compile`. Defaults to Keras's `"auto"`.
-        steps_per_execution: `compile`'s `steps_per_execution`. Defaults
-            to Keras's `1`.
+        fast_model: Bool. Whether the model is a `FastModel` (which decides
+            jit_compile, steps_per_execution, precision and devices) rather
+            than a `keras.Sequential` with Keras's defaults. Defaults to
+            `False`.
     """
 
     name: str
     batch_size: int
     learning_rate: float
     how: str
-    jit_compile: object = "auto"
-    steps_per_execution: int = 1
+    fast_model: bool = False
 
 
 def demo_recipes():
@@ -56,8 +56,6 @@ def demo_recipes():
     fast_rate = scaled_learning_rate(
         BASELINE_LEARNING_RATE, BASELINE_BATCH_SIZE, FAST_BATCH_SIZE, rule="sqrt"
     )
-    jit = choose_jit_compile().value
-    steps = choose_steps_per_execution().value
     return (
         Recipe(
             "plain Keras",
@@ -69,10 +67,8 @@ def demo_recipes():
             "keras-fastrain",
             FAST_BATCH_SIZE,
             fast_rate,
-            f"batch {FAST_BATCH_SIZE}, lr scaled by the sqrt rule to {fast_rate:g}, "
-            f"jit_compile={jit}, steps_per_execution={steps} (keras_fastrain.choices)",
-            jit_compile=jit,
-            steps_per_execution=steps,
+            f"FastSequential, batch {FAST_BATCH_SIZE}, lr scaled by the sqrt rule to {fast_rate:g}",
+            fast_model=True,
         ),
     )
 
@@ -145,22 +141,29 @@ class _TestAccuracyClock(keras.callbacks.Callback):
         self._paused += time.perf_counter() - stop
 
 
-def baseline_model(learning_rate=BASELINE_LEARNING_RATE, jit_compile="auto", steps_per_execution=1):
-    """Returns the classic recipe's model, compiled: the one the demo trains."""
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
+def baseline_layers():
+    """The classic recipe's layers: Flatten, Dense 128 relu, Dense 10 softmax."""
+    return [
+        keras.Input(shape=(28, 28)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
+
+
+def baseline_model(learning_rate=BASELINE_LEARNING_RATE, fast_model=False):
+    """Returns the classic recipe's model, compiled: the one the demo trains.
+
+    With `fast_model=True` the same layers make a `FastSequential`, whose
+    compile decides jit_compile, steps_per_execution, precision and devices
+    (logged once); otherwise a `keras.Sequential` with Keras's defaults.
+    """
+    model_class = FastSequential if fast_model else keras.Sequential
+    model = model_class(baseline_layers())
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -169,7 +172,7 @@ def run_recipe(recipe, data, epochs, seed=0, log=print):
     """Trains the baseline model with `recipe` and returns a `RunResult`."""
     (x_train, y_train), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
-    model = baseline_model(recipe.learning_rate, recipe.jit_compile, recipe.steps_per_execution)
+    model = baseline_model(recipe.learning_rate, recipe.fast_model)
 
     def on_epoch(epoch, seconds, accuracy):
         log(

@@ -12,7 +12,7 @@ from tests.helpers import run_python_args
 pytestmark = pytest.mark.smoke
 
 PLAIN = demo.Recipe("plain Keras", 32, 1e-3, "classic")
-FAST = demo.Recipe("keras-fastrain", 512, 4e-3, "fast")
+FAST = demo.Recipe("keras-fastrain", 512, 4e-3, "fast", fast_model=True)
 
 
 def result(recipe, seconds, accuracy, samples=600):
@@ -85,9 +85,12 @@ def test_run_demo_checks_its_arguments_before_training(kwargs, error, message):
         demo.run_demo(**kwargs)
 
 
-def test_fast_recipe_scales_the_learning_rate_with_the_batch():
+def test_fast_recipe_scales_the_learning_rate_with_the_batch_on_a_fast_model():
     plain, fast = demo.demo_recipes()
     assert (plain.batch_size, plain.learning_rate) == (32, 1e-3)
+    assert fast.fast_model and not plain.fast_model
+    assert isinstance(demo.baseline_model(fast_model=True), keras_fastrain.FastModel)
+    assert not isinstance(demo.baseline_model(), keras_fastrain.FastModel)
     assert fast.batch_size > plain.batch_size
     assert fast.learning_rate == pytest.approx(1e-3 * (fast.batch_size / 32) ** 0.5)
 
