@@ -16,14 +16,16 @@ def run_python(code, env=None, timeout=300):
     return run_python_args(["-c", code], env=env, timeout=timeout)
 
 
-def run_python_args(args, env=None, timeout=300):
-    """Runs `python ARGS...` (e.g. `["-m", "keras_fastrain", "demo"]`)."""
+def run_python_args(args, env=None, timeout=300, input_text=None):
+    """Runs `python ARGS...` (e.g. `["-m", "keras_fastrain", "demo"]`),
+    with `input_text` on its stdin."""
     return subprocess.run(
         [sys.executable, *args],
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input_text,
     )
 
 

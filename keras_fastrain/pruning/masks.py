@@ -1,0 +1,117 @@
+"""Which weights pruning keeps: magnitude, block and M-by-N masks.
+
+Each function takes a weight tensor and returns a 0/1 mask of its shape and
+dtype, computed with `keras.ops` on whatever device holds the weights, so it
+runs on every backend. The rules are tfmot's, checked against it in the
+tests:
+
+- magnitude: keep the `k = max(round(n * (1 - sparsity)), 1)` largest `|w|`
+  (every weight tied with the k-th is kept too); the count is computed in
+  float32 with round-half-to-even, as tfmot does;
+- block: the same on `|w|` pooled (`"AVG"` or `"MAX"`) over blocks of a 2-D
+  weight, each block then kept or zeroed whole. Pooling pads like
+  TensorFlow's `"SAME"` (more at the end; averages count real entries only)
+  and the mask is laid back from the top-left corner, as tfmot lays it;
+- M-by-N: in every run of `n` consecutive input-channel weights of an output
+  channel, the `m` smallest `|w|` are zeroed (2:4 is what sparse tensor
+  cores accelerate). Dense kernels `(in, out)` and Conv2D kernels
+  `(h, w, in, out)` can take it.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_fastrain.validation import check_choice
+
+POOLING_TYPES = ("AVG", "MAX")
+
+
+def kept_count(size, sparsity):
+    """How many of `size` weights a magnitude mask keeps at `sparsity`."""
+    kept = np.round(np.float32(size) * (np.float32(1) - np.float32(sparsity)))
+    return max(int(kept), 1)
+
+
+def magnitude_mask(weights, sparsity):
+    """Keeps the largest `|weights|`, zeroing the `sparsity` fraction."""
+    magnitudes = ops.abs(weights)
+    flat = ops.reshape(magnitudes, (-1,))
+    k = kept_count(int(flat.shape[0]), sparsity)
+    threshold = ops.top_k(flat, k, sorted=True)[0][k - 1]
+    return ops.cast(magnitudes >= threshold, weights.dtype)
+
+
+def _pool_axis(values, axis, block, pooling_type):
+    """Pools one axis in windows of `block` (stride `block`), padded as
+    TensorFlow's "SAME": the extra padding goes at the end."""
+    size = int(values.shape[axis])
+    blocks = -(-size // block)
+    padding = blocks * block - size
+    before = padding // 2
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (before, padding - before)
+    padded = ops.pad(values, pad)
+    counts = ops.pad(ops.ones_like(values), pad)
+    shape = list(padded.shape)
+    shape[axis : axis + 1] = [blocks, block]
+    if pooling_type == "MAX":  # |w| >= 0, so zero padding never wins
+        return ops.max(ops.reshape(padded, shape), axis=axis + 1)
+    total = ops.sum(ops.reshape(padded, shape), axis=axis + 1)
+    return total / ops.sum(ops.reshape(counts, shape), axis=axis + 1)
+
+
+def block_mask(weights, sparsity, block_size, pooling_type="AVG"):
+    """Keeps or zeroes whole `block_size` blocks of a 2-D weight."""
+    pooling_type = check_choice("block_pooling_type", pooling_type, POOLING_TYPES)
+    if len(weights.shape) != 2:
+        raise ValueError(
+            "Invalid value for argument `block_size`. Received: "
+            f"block_size={tuple(block_size)} for a weight of shape {tuple(weights.shape)}. "
+            "Block sparsity needs 2-D weights (Dense kernels)."
+        )
+    height, width = (int(d) for d in weights.shape)
+    block_height, block_width = block_size
+    pooled = _pool_axis(ops.abs(weights), 0, block_height, pooling_type)
+    pooled = _pool_axis(pooled, 1, block_width, pooling_type)
+    mask = magnitude_mask(pooled, sparsity)
+    mask = ops.repeat(ops.repeat(mask, block_height, axis=0), block_width, axis=1)
+    return ops.cast(mask[:height, :width], weights.dtype)
+
+
+def check_m_by_n(weights_shape, m_by_n, name="sparsity_m_by_n"):
+    """Raises unless a weight of `weights_shape` can take `m_by_n`."""
+    zeros, group = m_by_n
+    if not 0 < zeros < group:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Received: {name}={tuple(m_by_n)}. "
+            "Expected (m, n) with 0 < m < n: m zeros in every n weights."
+        )
+    if len(weights_shape) not in (2, 4):
+        raise ValueError(
+            f"`{name}={tuple(m_by_n)}` needs a Dense (2-D) or Conv2D (4-D) kernel; "
+            f"this weight has shape {tuple(weights_shape)}."
+        )
+
+
+def m_by_n_mask(weights, m_by_n=(2, 4)):
+    """Zeroes the `m` smallest of every `n` consecutive input-channel weights."""
+    check_m_by_n(weights.shape, m_by_n)
+    zeros, group = m_by_n
+    shape = tuple(int(d) for d in weights.shape)
+    # Rows: output channels (times kernel positions); columns: input channels.
+    if len(shape) == 2:
+        rows = ops.transpose(weights)
+    else:
+        rows = ops.reshape(ops.transpose(weights, (3, 0, 1, 2)), (-1, shape[2]))
+    columns = int(rows.shape[1])
+    padding = -columns % group
+    magnitudes = ops.pad(ops.abs(rows), [(0, 0), (0, padding)])
+    groups = ops.reshape(magnitudes, (-1, group))
+    # Rank of each weight in its group, largest first; keep the top n - m.
+    order = ops.argsort(-groups, axis=-1)
+    ranks = ops.argsort(order, axis=-1)
+    mask = ops.reshape(ops.cast(ranks < group - zeros, weights.dtype), magnitudes.shape)
+    mask = mask[:, :columns]
+    if len(shape) == 2:
+        return ops.transpose(mask)
+    return ops.transpose(ops.reshape(mask, (shape[3], shape[0], shape[1], shape[2])), (1, 2, 3, 0))

@@ -1,0 +1,157 @@
+"""Pruning schedules with tfmot's names, arguments and arithmetic.
+
+A schedule maps a training step to `(should_prune, sparsity)`: whether the
+masks are recomputed at this step, and the fraction of weights to zero.
+Masks are recomputed every `frequency` steps from `begin_step` to `end_step`
+(`-1`: no end, for `ConstantSparsity`). The arithmetic is tfmot's
+(`tensorflow_model_optimization.sparsity.keras`), checked against it in the
+tests, in float32 as tfmot computes it.
+
+Any object with the same call, such as a tfmot schedule itself, can stand in
+for these: keras-fastrain only calls it with the step and reads the pair.
+"""
+
+import numpy as np
+
+from keras_fastrain.validation import check_float, check_int
+
+
+def _check_sparsity(name, value):
+    return check_float(name, value, low=0, high=1, closed=(True, False))
+
+
+def _check_steps(begin_step, end_step, frequency, allow_no_end):
+    begin_step = check_int("begin_step", begin_step, minimum=0)
+    end_step = check_int("end_step", end_step, minimum=-1 if allow_no_end else 0)
+    if end_step != -1 and end_step < begin_step:
+        raise ValueError(
+            f"Invalid value for argument `end_step`. Received: end_step={end_step}. "
+            f"Expected end_step >= begin_step ({begin_step})"
+            + (", or -1 for no end." if allow_no_end else ".")
+        )
+    frequency = check_int("frequency", frequency, minimum=1)
+    return begin_step, end_step, frequency
+
+
+class PruningSchedule:
+    """Base class: `schedule(step)` returns `(should_prune, sparsity)`.
+
+    Subclasses set `begin_step`, `end_step` and `frequency` and implement
+    `sparsity(step)`.
+    """
+
+    def should_prune(self, step):
+        """Whether masks are recomputed at `step` (an integer)."""
+        step = int(step)
+        in_range = step >= self.begin_step and (self.end_step < 0 or step <= self.end_step)
+        return in_range and (step - self.begin_step) % self.frequency == 0
+
+    def sparsity(self, step):
+        raise NotImplementedError
+
+    def __call__(self, step):
+        return self.should_prune(step), self.sparsity(step)
+
+    def get_config(self):
+        return {"class_name": type(self).__name__, "config": dict(self._config)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self._config.items())
+        return f"{type(self).__name__}({arguments})"
+
+
+class ConstantSparsity(PruningSchedule):
+    """Prunes to `target_sparsity` every `frequency` steps (tfmot's
+    `ConstantSparsity`).
+
+    Args:
+        target_sparsity: Float in [0, 1). The fraction of weights zeroed.
+        begin_step: Integer >= 0. The first step that prunes.
+        end_step: Integer >= `begin_step`, or `-1` (default) for no end.
+        frequency: Integer >= 1. Steps between mask updates. Defaults to 100.
+
+    Example:
+
+    ```python
+    schedule = ConstantSparsity(0.8, begin_step=0, frequency=50)
+    schedule(100)  # (True, 0.8)
+    ```
+    """
+
+    def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
+        self.target_sparsity = _check_sparsity("target_sparsity", target_sparsity)
+        self.begin_step, self.end_step, self.frequency = _check_steps(
+            begin_step, end_step, frequency, allow_no_end=True
+        )
+        self._config = {
+            "target_sparsity": self.target_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "frequency": self.frequency,
+        }
+
+    def sparsity(self, step):
+        del step
+        return float(np.float32(self.target_sparsity))
+
+
+class PolynomialDecay(PruningSchedule):
+    """Raises sparsity from `initial_sparsity` to `final_sparsity` along a
+    polynomial (tfmot's `PolynomialDecay`, after Zhu and Gupta 2017).
+
+    `sparsity = final + (initial - final) * (1 - p) ** power`, with
+    `p = clip((step - begin_step) / (end_step - begin_step), 0, 1)`.
+
+    Args:
+        initial_sparsity: Float in [0, 1). Sparsity at `begin_step`.
+        final_sparsity: Float in [0, 1). Sparsity from `end_step` on.
+        begin_step: Integer >= 0.
+        end_step: Integer >= `begin_step`.
+        power: Float. The polynomial's exponent. Defaults to 3.
+        frequency: Integer >= 1. Steps between mask updates. Defaults to 100.
+
+    Example:
+
+    ```python
+    schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000)
+    schedule(500)  # (True, 0.7)
+    ```
+    """
+
+    def __init__(
+        self, initial_sparsity, final_sparsity, begin_step, end_step, power=3, frequency=100
+    ):
+        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
+        self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
+        self.begin_step, self.end_step, self.frequency = _check_steps(
+            begin_step, end_step, frequency, allow_no_end=False
+        )
+        self.power = check_float("power", power)
+        self._config = {
+            "initial_sparsity": self.initial_sparsity,
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "power": self.power,
+            "frequency": self.frequency,
+        }
+
+    def sparsity(self, step):
+        f32 = np.float32
+        span = self.end_step - self.begin_step
+        with np.errstate(divide="ignore", invalid="ignore"):
+            progress = f32(int(step) - self.begin_step) / f32(span)
+        progress = np.clip(np.nan_to_num(progress, nan=1.0), f32(0), f32(1))
+        initial, final = f32(self.initial_sparsity), f32(self.final_sparsity)
+        value = final + (initial - final) * (f32(1) - progress) ** f32(self.power)
+        return float(f32(value))
+
+
+def schedule_values(schedule, step):
+    """Calls any schedule (ours or tfmot's) at `step`; returns `(bool, float)`."""
+    should_prune, sparsity = schedule(step)
+    return bool(np.asarray(should_prune)), float(np.asarray(sparsity))
