@@ -258,3 +258,25 @@ def test_a_distribution_given_while_another_is_set_is_refused():
         with pytest.raises(ValueError, match="is already active"):
             compile_for_digits(functional(distribute=given))
         assert compile_for_digits(functional()).engine.distribution is entered
+
+
+@pytest.mark.smoke
+def test_the_callbacks_see_what_fast_model_decided(digits):
+    (x, y), (x_test, y_test) = digits
+    profiler = keras_fastrain.callbacks.TimingProfiler(batch_size=64, verbose=0)
+    stopper = keras_fastrain.callbacks.EarlyStopping(monitor="val_accuracy", target=0.5)
+    model = compile_for_digits(functional())
+    model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=20,
+        validation_data=(x_test[:352], y_test[:352]),
+        callbacks=[profiler, stopper],
+        verbose=0,
+    )
+    summary = profiler.summary()
+    assert summary["jit_compile"] == model.choices["jit_compile"].value
+    assert summary["steps_per_execution"] == model.choices["steps_per_execution"].value
+    assert stopper.stopped_reason == keras_fastrain.callbacks.StopReason.TARGET_REACHED
+    assert len(summary["epochs"]) == stopper.stopped_epoch + 1
