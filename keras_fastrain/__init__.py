@@ -15,6 +15,7 @@ __all__ = [
     "FastModel",
     "FastSequential",
     "ImageAugmentation",
+    "pruning",
     "BackendNotInstalledError",
     "DatasetNotFoundError",
     "load_digits",
@@ -24,7 +25,7 @@ __all__ = [
 _backend_error = missing_backend_error()
 
 if _backend_error is None:
-    from keras_fastrain import callbacks
+    from keras_fastrain import callbacks, pruning
     from keras_fastrain.augmentation import ImageAugmentation
     from keras_fastrain.datasets import (
         DatasetNotFoundError,

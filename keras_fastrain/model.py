@@ -24,6 +24,8 @@ from keras_fastrain import _keras_internals, choices
 from keras_fastrain.augmentation import as_augmentation_layer
 from keras_fastrain.data import restore_workers, tune_input
 from keras_fastrain.distribute import Engine, check_distribute, resolve_engine
+from keras_fastrain.pruning import UpdatePruningStep, prune_low_magnitude, strip_pruning
+from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.validation import check_choice
 
 logger = logging.getLogger("keras_fastrain")
@@ -136,6 +138,13 @@ class FastModel(keras.Model):
         jit_compile: `"auto"` (default) or a bool. See
             `keras_fastrain.choices.choose_jit_compile`.
         steps_per_execution: `"auto"` (default) or an integer >= 1.
+        pruning: `None` (default), a pruning schedule (e.g.
+            `keras_fastrain.pruning.PolynomialDecay(0.0, 0.8, 0, 1000)`), or
+            a dict of `prune_low_magnitude`'s arguments. The prunable layers
+            are wrapped at construction (functional, Sequential and wrapped
+            styles; a subclass wraps its own layers), `fit` updates the masks
+            with no callback to add, and `strip_pruning()` returns the plain
+            pruned model.
         input_pipeline: `"auto"` (default): a `tf.data.Dataset` gets
             `prefetch(AUTOTUNE)` and a `PyDataset` left at `workers=1` loads
             in threads during `fit`/`evaluate`/`predict`, so input overlaps
@@ -178,8 +187,16 @@ class FastModel(keras.Model):
         jit_compile=AUTO,
         steps_per_execution=AUTO,
         input_pipeline=AUTO,
+        pruning=None,
         **kwargs,
     ):
+        if pruning is not None:
+            raise ValueError(
+                f"{type(self).__name__} is a subclassed FastModel, whose graph FastModel "
+                "cannot rebuild: wrap the layers to prune with "
+                "keras_fastrain.pruning.prune_low_magnitude where __init__ creates them "
+                "(fit then updates their masks by itself)."
+            )
         super().__init__(*args, **kwargs)
         self._fastrain_options = dict(_DEFAULTS)
         self._engine = None
@@ -356,11 +373,26 @@ class FastModel(keras.Model):
         """Trains the model, as `keras.Model.fit`, on the engine's devices."""
         self._check_batches(x, batch_size, kwargs.get("validation_split"))
         validation = kwargs.get("validation_data")
+        kwargs["callbacks"] = self._with_pruning_updates(kwargs.get("callbacks"))
         with restore_workers(x, validation), self._on_engine():
             x = self._tuned(x)
             if validation is not None:
                 kwargs["validation_data"] = self._tuned(validation)
             return super().fit(x, y, batch_size, *args, **kwargs)
+
+    def _with_pruning_updates(self, callbacks):
+        """`callbacks`, plus `UpdatePruningStep` if the model prunes and it is missing."""
+        callbacks = list(callbacks or [])
+        if pruning_wrappers(self) and not any(isinstance(c, UpdatePruningStep) for c in callbacks):
+            callbacks.append(UpdatePruningStep())
+        return callbacks
+
+    def strip_pruning(self):
+        """Returns this model without pruning wrappers, as a plain Keras model
+        (see `keras_fastrain.pruning.strip_pruning`)."""
+        if isinstance(self, WrappedFastModel):
+            return strip_pruning(self.model)
+        return strip_pruning(self)
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """Evaluates the model, as `keras.Model.evaluate` (no augmentation)."""
@@ -449,12 +481,28 @@ class FunctionalFastModel(FastModel, _keras_internals.Functional):
 
     call = _keras_internals.Functional.call
 
+    def __init__(self, inputs, outputs, *args, pruning=None, **kwargs):
+        if pruning is not None:
+            graph = _keras_internals.Functional(inputs, outputs)
+            if not pruning_wrappers(graph):  # a loaded model has its wrappers already
+                pruned = prune_low_magnitude(graph, **_pruning_arguments(pruning))
+                inputs, outputs = pruned.inputs, pruned.outputs
+        super().__init__(inputs, outputs, *args, **kwargs)
+
 
 @keras.saving.register_keras_serializable(package="keras_fastrain")
 class FastSequential(FastModel, keras.Sequential):
     """`keras.Sequential` as a FastModel: `FastSequential([layers], **options)`."""
 
     call = keras.Sequential.call
+
+    def __init__(self, layers=None, *args, pruning=None, **kwargs):
+        if pruning is not None and layers:
+            graph = keras.Sequential(layers)
+            if not pruning_wrappers(graph):
+                graph = prune_low_magnitude(graph, **_pruning_arguments(pruning))
+            layers = [*graph.inputs[:1], *graph.layers] if graph.inputs else graph.layers
+        super().__init__(layers, *args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="keras_fastrain")
@@ -465,13 +513,15 @@ class WrappedFastModel(FastModel):
     copied); its compile state is not, so compile the FastModel.
     """
 
-    def __init__(self, model, **kwargs):
+    def __init__(self, model, pruning=None, **kwargs):
         if not isinstance(model, keras.Model):
             raise TypeError(
                 "Invalid value for argument `model`. "
                 f"Received: model={model!r}. Expected a keras.Model."
             )
         kwargs.setdefault("name", f"fast_{model.name}")
+        if pruning is not None and not pruning_wrappers(model):
+            model = prune_low_magnitude(model, **_pruning_arguments(pruning))
         super().__init__(**kwargs)
         self.model = model
         if model.built:
@@ -492,6 +542,19 @@ class WrappedFastModel(FastModel):
             config["model"], custom_objects=custom_objects
         )
         return super().from_config(config, custom_objects=custom_objects)
+
+
+def _pruning_arguments(pruning):
+    """`prune_low_magnitude`'s keyword arguments from FastModel's `pruning=`."""
+    if isinstance(pruning, dict):
+        return pruning
+    if callable(pruning):
+        return {"pruning_schedule": pruning}
+    raise TypeError(
+        f"Invalid value for argument `pruning`. Received: pruning={pruning!r}. Expected "
+        "a pruning schedule (e.g. keras_fastrain.pruning.PolynomialDecay) or a dict of "
+        "prune_low_magnitude's arguments."
+    )
 
 
 def _sample_count(x):

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def train(devices):
-    result = run_python_args([str(SCRIPT), str(devices)], env={"KERAS_BACKEND": BACKEND})
+def train(devices, *options):
+    result = run_python_args([str(SCRIPT), str(devices), *options], env={"KERAS_BACKEND": BACKEND})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -64,3 +64,13 @@ def test_a_last_batch_that_cannot_split_evenly_is_a_clear_error_on_jax(runs):
         assert "x[:358]" in two["uneven_error"]
     else:  # tf.distribute splits uneven batches itself
         assert two["uneven_error"] is None
+
+
+def test_pruning_masks_are_the_same_on_two_devices_as_on_one():
+    one, two = train(1, "prune"), train(2, "prune")
+    assert two["replicas"] == 2
+    np.testing.assert_allclose(one["loss"], two["loss"], rtol=1e-5)
+    for a, b in zip(one["weights"], two["weights"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    masks = [np.asarray(w) for w in two["weights"] if set(np.unique(w)) <= {0.0, 1.0}]
+    assert masks and all((mask == 0).mean() == pytest.approx(0.6, abs=1e-2) for mask in masks)

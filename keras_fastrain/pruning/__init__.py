@@ -5,17 +5,28 @@ package gives its pruning back, written with `keras.ops`:
 
 - `schedules.py`: `ConstantSparsity`, `PolynomialDecay` (and any object
   called the same way, such as a tfmot schedule);
-- `masks.py`: magnitude, block and M-by-N (2:4) masks.
+- `masks.py`: magnitude, block and M-by-N (2:4) masks;
+- `wrapper.py`: `PruneLowMagnitude`, the layer that trains through a mask;
+- `prune.py`: `prune_low_magnitude` and `strip_pruning`;
+- `callbacks.py`: `UpdatePruningStep` and `PruningSummaries`.
 """
 
+from keras_fastrain.pruning.callbacks import PruningSummaries, UpdatePruningStep
 from keras_fastrain.pruning.masks import block_mask, m_by_n_mask, magnitude_mask
+from keras_fastrain.pruning.prune import prune_low_magnitude, strip_pruning
 from keras_fastrain.pruning.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
+from keras_fastrain.pruning.wrapper import PruneLowMagnitude
 
 __all__ = [
     "ConstantSparsity",
     "PolynomialDecay",
+    "PruneLowMagnitude",
     "PruningSchedule",
+    "PruningSummaries",
+    "UpdatePruningStep",
     "block_mask",
     "m_by_n_mask",
     "magnitude_mask",
+    "prune_low_magnitude",
+    "strip_pruning",
 ]

@@ -1,9 +1,10 @@
 """Trains one FastModel on 1 device and on 2 local devices; prints JSON.
 
-Run as `python two_devices.py DEVICES`: with DEVICES=2 the process first
+Run as `python two_devices.py DEVICES [prune]`: with DEVICES=2 the process first
 splits its CPU into two devices (TensorFlow logical devices, or JAX host
 devices through XLA_FLAGS, which must be set before JAX starts), then the
-same training code runs unchanged with `distribute="auto"`.
+same training code runs unchanged with `distribute="auto"`. With `prune`,
+the model is pruned during training (FastModel's `pruning=`).
 """
 
 import json
@@ -11,6 +12,7 @@ import os
 import sys
 
 devices = int(sys.argv[1])
+prune = sys.argv[2:] == ["prune"]
 backend = os.environ.get("KERAS_BACKEND", "tensorflow")
 if backend == "jax":
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -32,7 +34,8 @@ keras.utils.set_random_seed(0)
 inputs = keras.Input((8, 8))
 hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
 outputs = keras.layers.Dense(10, activation="softmax")(hidden)
-model = keras_fastrain.FastModel(inputs, outputs)
+schedule = keras_fastrain.pruning.ConstantSparsity(0.6, begin_step=0, frequency=8)
+model = keras_fastrain.FastModel(inputs, outputs, pruning=schedule if prune else None)
 model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
 try:  # 359 rows: a last batch of 7, which JAX cannot split over 2 devices
     model.evaluate(x_test, y_test, verbose=0)

@@ -1,0 +1,145 @@
+"""`prune_low_magnitude` and `strip_pruning`: tfmot's two entry points."""
+
+import keras
+
+from keras_fastrain import _keras_internals
+from keras_fastrain.pruning.wrapper import PruneLowMagnitude, is_prunable
+
+
+def _selector(layers):
+    if layers is None:
+        return lambda layer: True
+    if callable(layers):
+        return layers
+    if isinstance(layers, (list, tuple, set)) and all(isinstance(n, str) for n in layers):
+        names = set(layers)
+        return lambda layer: layer.name in names
+    raise TypeError(
+        f"Invalid value for argument `layers`. Received: layers={layers!r}. Expected None "
+        "(every prunable layer), a list of layer names, or a function layer -> bool."
+    )
+
+
+def prune_low_magnitude(
+    to_prune,
+    pruning_schedule=None,
+    block_size=(1, 1),
+    block_pooling_type="AVG",
+    sparsity_m_by_n=None,
+    layers=None,
+):
+    """Prunes a layer, or a model's layers, by weight magnitude during training.
+
+    tfmot's `prune_low_magnitude`, for Keras 3 on every backend. Train the
+    result with `UpdatePruningStep()` among `fit`'s callbacks (or use
+    `FastModel(pruning=...)`, which adds it), then `strip_pruning`.
+
+    Args:
+        to_prune: A prunable layer (Dense, Conv, DepthwiseConv2D,
+            SeparableConv, EinsumDense, Embedding, or one with
+            `get_prunable_weights()`), or a functional or Sequential model.
+            A subclassed model cannot be rebuilt from its graph: wrap its
+            layers where it creates them instead.
+        pruning_schedule: A schedule: `ConstantSparsity`, `PolynomialDecay`,
+            or any object called the same way (a tfmot schedule works).
+            Defaults to `ConstantSparsity(0.5, begin_step=0, frequency=100)`.
+        block_size: Pair. Prune blocks of this many weights together (2-D
+            weights only). Defaults to `(1, 1)`: weight by weight.
+        block_pooling_type: `"AVG"` or `"MAX"`: how a block's magnitudes
+            are pooled. Defaults to `"AVG"`.
+        sparsity_m_by_n: `None` or a pair `(m, n)`: `m` zeros in every `n`
+            consecutive input-channel weights (e.g. `(2, 4)`), instead of
+            the schedule's sparsity. Defaults to `None`.
+        layers: For a model, which layers to prune: `None` (every prunable
+            one), a list of layer names, or a function `layer -> bool`.
+
+    Returns:
+        A `PruneLowMagnitude` layer, or a new model of the same kind whose
+        chosen layers are wrapped. The new model shares the given model's
+        layers and weights (it is not a copy).
+
+    Raises:
+        ValueError: for a layer that cannot be pruned, a model with nothing
+            to prune, or a subclassed model.
+
+    Example:
+
+    ```python
+    model = keras_fastrain.pruning.prune_low_magnitude(
+        model, pruning_schedule=PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000)
+    )
+    model.compile(...)
+    model.fit(x, y, callbacks=[keras_fastrain.pruning.UpdatePruningStep()])
+    model = keras_fastrain.pruning.strip_pruning(model)
+    ```
+    """
+    options = {
+        "pruning_schedule": pruning_schedule,
+        "block_size": block_size,
+        "block_pooling_type": block_pooling_type,
+        "sparsity_m_by_n": sparsity_m_by_n,
+    }
+    if not isinstance(to_prune, keras.Model):
+        if layers is not None:
+            raise ValueError("`layers` chooses among a model's layers; a layer was given.")
+        return PruneLowMagnitude(to_prune, **options)
+    chosen = _selector(layers)
+    wrapped = []
+
+    def wrap(layer):
+        if isinstance(layer, keras.Model):
+            raise ValueError(
+                f"Nested model {layer.name!r}: prune it on its own first, or flatten it."
+            )
+        if isinstance(layer, PruneLowMagnitude) or not (is_prunable(layer) and chosen(layer)):
+            return layer
+        wrapped.append(layer.name)
+        return PruneLowMagnitude(layer, **options)
+
+    pruned = _rebuild(to_prune, wrap)
+    if not wrapped:
+        raise ValueError(
+            f"Nothing to prune in {to_prune.name!r}: no layer is both prunable "
+            "(Dense, Conv, Embedding, ...) and chosen by `layers`."
+        )
+    return pruned
+
+
+def strip_pruning(model):
+    """Returns `model` without pruning wrappers: a plain Keras model.
+
+    Each `PruneLowMagnitude` is replaced by its layer, whose weights are
+    masked (so the zeros stay), and the mask variables are gone. The result
+    predicts the same, saves and loads as a plain Keras model, and shares
+    its layers with `model`. Compile it again to train or evaluate.
+
+    Args:
+        model: A model from `prune_low_magnitude`, or a `PruneLowMagnitude`.
+    """
+    if isinstance(model, PruneLowMagnitude):
+        model.apply_masks()
+        return model.layer
+
+    def unwrap(layer):
+        if isinstance(layer, PruneLowMagnitude):
+            layer.apply_masks()
+            return layer.layer
+        return layer
+
+    return _rebuild(model, unwrap)
+
+
+def _rebuild(model, replace):
+    """The same graph with each layer replaced by `replace(layer)`."""
+    if isinstance(model, keras.Sequential):
+        inputs = [keras.Input(batch_shape=model.inputs[0].shape)] if model.inputs else []
+        layers = inputs + [replace(layer) for layer in model.layers]
+        return keras.Sequential(layers, name=model.name)
+    if not isinstance(model, _keras_internals.Functional):
+        raise ValueError(
+            f"Cannot rebuild the subclassed model {model.name!r} from a graph: wrap its "
+            "layers with prune_low_magnitude where the model creates them."
+        )
+    return keras.models.clone_model(
+        model, clone_function=replace, call_function=None, recursive=False
+    )

@@ -1,0 +1,264 @@
+"""Pruning Keras 3 models: wrap, train, strip, save, on every backend."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fastrain.pruning import (
+    ConstantSparsity,
+    PolynomialDecay,
+    PruneLowMagnitude,
+    PruningSummaries,
+    UpdatePruningStep,
+    prune_low_magnitude,
+    strip_pruning,
+)
+from keras_fastrain.pruning.callbacks import pruning_wrappers
+
+pytestmark = pytest.mark.smoke
+
+
+def digits_mlp():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+
+
+def train(model, digits, epochs=6, callbacks=None):
+    (x, y), _ = digits
+    model.compile(
+        keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, callbacks=callbacks)
+    return model
+
+
+def values(variable):
+    return keras.ops.convert_to_numpy(variable.value)
+
+
+def test_a_pruned_model_trains_to_the_target_sparsity_with_exact_zeros(digits):
+    schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=60, frequency=10)
+    model = prune_low_magnitude(digits_mlp(), schedule)
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Flatten",
+        "PruneLowMagnitude",
+        "PruneLowMagnitude",
+    ]
+    train(model, digits, callbacks=[UpdatePruningStep()])  # 138 steps: 78 after the last update
+    for wrapper in pruning_wrappers(model):
+        kernel, mask = values(wrapper.pruned_weights[0]), values(wrapper.masks[0])
+        assert (mask == 0).mean() == pytest.approx(0.8, abs=1e-3)
+        assert np.all(kernel[mask == 0] == 0.0)  # exactly zero after optimizer updates
+        assert np.all(kernel[mask == 1] != 0.0)
+    _, (x_test, y_test) = digits
+    assert model.evaluate(x_test, y_test, verbose=0)[1] > 0.9
+
+
+def test_strip_pruning_gives_a_plain_model_with_the_same_predictions_that_saves(digits, tmp_path):
+    _, (x_test, _) = digits
+    model = train(
+        prune_low_magnitude(digits_mlp(), ConstantSparsity(0.5, 0, frequency=20)),
+        digits,
+        epochs=2,
+        callbacks=[UpdatePruningStep()],
+    )
+    stripped = strip_pruning(model)
+    assert not any(isinstance(layer, PruneLowMagnitude) for layer in stripped.layers)
+    assert len(stripped.weights) == 4  # two kernels, two biases: no masks
+    expected = model.predict(x_test, verbose=0)
+    np.testing.assert_allclose(stripped.predict(x_test, verbose=0), expected, atol=1e-6)
+    stripped.save(tmp_path / "stripped.keras")
+    loaded = keras.models.load_model(tmp_path / "stripped.keras")
+    np.testing.assert_allclose(loaded.predict(x_test, verbose=0), expected, atol=1e-6)
+    assert (keras.ops.convert_to_numpy(loaded.layers[1].kernel) == 0).mean() >= 0.5
+
+
+def test_a_pruned_model_saves_and_loads_with_its_masks_and_schedule(digits, tmp_path):
+    _, (x_test, _) = digits
+    model = train(
+        prune_low_magnitude(digits_mlp(), ConstantSparsity(0.7, 0, frequency=10)),
+        digits,
+        epochs=1,
+        callbacks=[UpdatePruningStep()],
+    )
+    model.save(tmp_path / "pruned.keras")
+    loaded = keras.models.load_model(tmp_path / "pruned.keras")
+    np.testing.assert_allclose(
+        loaded.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-6
+    )
+    wrapper = pruning_wrappers(loaded)[0]
+    assert isinstance(wrapper.pruning_schedule, ConstantSparsity)
+    assert wrapper.pruning_schedule.target_sparsity == 0.7
+
+
+def test_layers_chooses_what_is_pruned_in_a_functional_model(digits):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8))
+    hidden = keras.layers.Dense(32, activation="relu", name="hidden")(
+        keras.layers.Flatten()(inputs)
+    )
+    outputs = keras.layers.Dense(10, activation="softmax", name="classify")(hidden)
+    model = prune_low_magnitude(
+        keras.Model(inputs, outputs), ConstantSparsity(0.5, 0), layers=["hidden"]
+    )
+    assert [w.layer.name for w in pruning_wrappers(model)] == ["hidden"]
+    train(model, digits, epochs=1, callbacks=[UpdatePruningStep()])
+
+
+def test_m_by_n_sparsity_prunes_two_of_every_four_weights(digits):
+    model = prune_low_magnitude(digits_mlp(), sparsity_m_by_n=(2, 4))
+    train(model, digits, epochs=1, callbacks=[UpdatePruningStep()])
+    kernel = values(pruning_wrappers(model)[0].pruned_weights[0])  # (64 inputs, 64 outputs)
+    groups = (kernel.T != 0).reshape(-1, 4)
+    assert (groups.sum(axis=1) <= 2).all()
+
+
+def test_a_schedule_from_elsewhere_is_called_as_is(digits):
+    calls = []
+
+    def schedule(step):  # tfmot's protocol: step -> (should_prune, sparsity)
+        calls.append(int(step))
+        return np.asarray(int(step) % 5 == 0), np.asarray(0.6, "float32")
+
+    model = train(
+        prune_low_magnitude(digits_mlp(), schedule),
+        digits,
+        epochs=1,
+        callbacks=[UpdatePruningStep()],
+    )
+    assert sorted(set(calls))[:3] == [0, 1, 2]  # every step, for each pruned layer
+    mask = values(pruning_wrappers(model)[0].masks[0])
+    assert (mask == 0).mean() == pytest.approx(0.6, abs=1e-3)
+
+
+def test_pruning_summaries_report_each_weights_sparsity(digits, tmp_path):
+    summaries = PruningSummaries(log_dir=str(tmp_path / "logs"))
+    model = prune_low_magnitude(digits_mlp(), ConstantSparsity(0.4, 0, frequency=5))
+    (x, y), _ = digits
+    model.compile("adam", "sparse_categorical_crossentropy")
+    history = model.fit(
+        x, y, epochs=2, verbose=0, callbacks=[UpdatePruningStep(), summaries]
+    ).history
+    keys = [key for key in history if key.startswith("sparsity/")]
+    assert len(keys) == 2
+    assert history[keys[0]][-1] == pytest.approx(0.4, abs=1e-3)
+    assert list((tmp_path / "logs").iterdir())
+
+
+def test_training_without_the_update_callback_is_a_clear_error(digits):
+    model = prune_low_magnitude(digits_mlp())
+    with pytest.raises(ValueError, match=r"add keras_fastrain.pruning.UpdatePruningStep\(\)"):
+        train(model, digits, epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda: prune_low_magnitude(keras.layers.Flatten()),
+            ValueError,
+            r"Cannot prune <Flatten.*pruning applies to .*Dense",
+        ),
+        (
+            lambda: prune_low_magnitude(keras.Sequential([keras.Input((4,)), keras.layers.ReLU()])),
+            ValueError,
+            r"Nothing to prune in 'sequential",
+        ),
+        (
+            lambda: prune_low_magnitude(digits_mlp(), layers=["no_such_layer"]),
+            ValueError,
+            r"Nothing to prune",
+        ),
+        (
+            lambda: prune_low_magnitude(digits_mlp(), layers=3),
+            TypeError,
+            r"Received: layers=3",
+        ),
+        (
+            lambda: prune_low_magnitude(keras.layers.Dense(2), block_size=(2,)),
+            ValueError,
+            r"Received: block_size=\(2,\)",
+        ),
+        (
+            lambda: prune_low_magnitude(keras.layers.Dense(2), pruning_schedule=0.5),
+            TypeError,
+            r"Received: pruning_schedule=0\.5",
+        ),
+        (
+            lambda: prune_low_magnitude(
+                keras.Sequential([keras.Input((8, 3)), keras.layers.Conv1D(4, 3)]),
+                sparsity_m_by_n=(2, 4),
+            ),
+            ValueError,
+            r"needs a Dense \(2-D\) or Conv2D \(4-D\) kernel.*\(3, 3, 4\)",
+        ),
+    ],
+)
+def test_bad_requests_are_named(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_the_update_callback_refuses_a_model_with_nothing_to_prune(digits):
+    with pytest.raises(ValueError, match="has no layer to prune"):
+        train(digits_mlp(), digits, epochs=1, callbacks=[UpdatePruningStep()])
+
+
+@pytest.mark.parametrize("style", ["functional", "sequential", "wrapped"])
+def test_fast_model_prunes_during_fit_with_no_callback_and_strips(style, digits):
+    from keras_fastrain import FastModel, FastSequential
+
+    schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=60, frequency=10)
+    layers = digits_mlp().layers
+    if style == "functional":
+        inputs = keras.Input((8, 8))
+        outputs = layers[2](layers[1](layers[0](inputs)))
+        model = FastModel(inputs, outputs, pruning=schedule)
+    elif style == "sequential":
+        model = FastSequential([keras.Input((8, 8)), *layers], pruning=schedule)
+    else:
+        model = FastModel(digits_mlp(), pruning={"pruning_schedule": schedule})
+    train(model, digits)
+    stripped = model.strip_pruning()
+    kernels = [layer.kernel for layer in stripped.layers if hasattr(layer, "kernel")]
+    assert len(kernels) == 2 and not pruning_wrappers(stripped)
+    for kernel in kernels:
+        assert (keras.ops.convert_to_numpy(kernel) == 0).mean() == pytest.approx(0.8, abs=2e-3)
+    _, (x_test, y_test) = digits
+    np.testing.assert_allclose(
+        stripped.predict(x_test, verbose=0), model.predict(x_test, verbose=0), atol=1e-6
+    )
+    assert model.evaluate(x_test, y_test, verbose=0)[1] > 0.9
+
+
+def test_a_subclassed_fast_model_prunes_the_layers_it_wraps(digits):
+    from keras_fastrain import FastModel
+
+    class Net(FastModel):
+        def __init__(self):
+            super().__init__()
+            self.flatten = keras.layers.Flatten()
+            self.hidden = prune_low_magnitude(keras.layers.Dense(32, activation="relu"))
+            self.classify = keras.layers.Dense(10, activation="softmax")
+
+        def call(self, images):
+            return self.classify(self.hidden(self.flatten(images)))
+
+    model = train(Net(), digits, epochs=1)  # no UpdatePruningStep given: fit adds it
+    assert (keras.ops.convert_to_numpy(model.hidden.masks[0]) == 0).mean() == pytest.approx(
+        0.5, abs=1e-3
+    )
+    with pytest.raises(ValueError, match=r"subclassed FastModel.*prune_low_magnitude"):
+
+        class Plain(FastModel):
+            def call(self, images):
+                return images
+
+        Plain(pruning=ConstantSparsity(0.5, 0))
