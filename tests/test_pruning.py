@@ -262,3 +262,32 @@ def test_a_subclassed_fast_model_prunes_the_layers_it_wraps(digits):
                 return images
 
         Plain(pruning=ConstantSparsity(0.5, 0))
+
+
+def test_the_compression_report_measures_sparsity_size_and_int8(digits):
+    from keras_fastrain.pruning import compression_report
+
+    dense = train(digits_mlp(), digits, epochs=3)
+    pruned = train(
+        prune_low_magnitude(digits_mlp(), PolynomialDecay(0.0, 0.8, 0, 40, frequency=10)),
+        digits,
+        epochs=3,
+        callbacks=[UpdatePruningStep()],
+    )
+    _, (x_test, y_test) = digits
+
+    def accuracy(model):
+        return {"accuracy": (model.predict(x_test, verbose=0).argmax(-1) == y_test).mean()}
+
+    report = compression_report(pruned, dense=dense, evaluate=accuracy)
+    assert list(report.sparsity.values()) == pytest.approx([0.8, 0.8], abs=2e-3)
+    assert report.size_ratio < 0.6  # zeros compress
+    assert report.int8_bytes < report.pruned_bytes
+    assert set(report.metrics) == {
+        "pruned accuracy",
+        "dense accuracy",
+        "pruned + int8 accuracy",
+    }
+    assert report.metrics["pruned + int8 accuracy"] > 0.85
+    assert "gzipped weights, pruned" in report.table()
+    assert report.to_dict()["size_ratio"] == report.size_ratio

@@ -8,16 +8,24 @@ package gives its pruning back, written with `keras.ops`:
 - `masks.py`: magnitude, block and M-by-N (2:4) masks;
 - `wrapper.py`: `PruneLowMagnitude`, the layer that trains through a mask;
 - `prune.py`: `prune_low_magnitude` and `strip_pruning`;
-- `callbacks.py`: `UpdatePruningStep` and `PruningSummaries`.
+- `callbacks.py`: `UpdatePruningStep` and `PruningSummaries`;
+- `report.py`: per-weight sparsity, gzipped size, int8 quantization.
 """
 
 from keras_fastrain.pruning.callbacks import PruningSummaries, UpdatePruningStep
 from keras_fastrain.pruning.masks import block_mask, m_by_n_mask, magnitude_mask
 from keras_fastrain.pruning.prune import prune_low_magnitude, strip_pruning
+from keras_fastrain.pruning.report import (
+    CompressionReport,
+    compression_report,
+    gzipped_weights_size,
+    weight_sparsity,
+)
 from keras_fastrain.pruning.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
 from keras_fastrain.pruning.wrapper import PruneLowMagnitude
 
 __all__ = [
+    "CompressionReport",
     "ConstantSparsity",
     "PolynomialDecay",
     "PruneLowMagnitude",
@@ -25,8 +33,11 @@ __all__ = [
     "PruningSummaries",
     "UpdatePruningStep",
     "block_mask",
+    "compression_report",
+    "gzipped_weights_size",
     "m_by_n_mask",
     "magnitude_mask",
     "prune_low_magnitude",
     "strip_pruning",
+    "weight_sparsity",
 ]
