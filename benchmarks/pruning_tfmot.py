@@ -5,8 +5,6 @@ legacy Keras for the whole process); prints one JSON line. Settings come as
 a JSON argument, so both sides train the same way.
 """
 
-import gzip
-import io
 import json
 import os
 import sys
@@ -14,11 +12,11 @@ import time
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
-import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from keras_fastrain.datasets import load_fashion_mnist
+from keras_fastrain.pruning.report import gzipped_weights_size  # the same measure
 
 settings = json.loads(sys.argv[1])
 (x, y), (x_test, y_test) = load_fashion_mnist()
@@ -35,13 +33,6 @@ def model():
             tf_keras.layers.Dense(10, activation="softmax"),
         ]
     )
-
-
-def gzipped(model):
-    """The same measure as keras_fastrain.pruning.gzipped_weights_size."""
-    buffer = io.BytesIO()
-    np.savez(buffer, *model.get_weights())
-    return len(gzip.compress(buffer.getvalue()))
 
 
 def run(pruned):
@@ -70,7 +61,12 @@ def run(pruned):
         net = sparsity.strip_pruning(net)
     accuracy = float((net.predict(x_test, verbose=0).argmax(-1) == y_test).mean())
     zeros = [float((w == 0).mean()) for w in net.get_weights() if w.ndim == 2]
-    return {"seconds": seconds, "accuracy": accuracy, "bytes": gzipped(net), "sparsity": zeros}
+    return {
+        "seconds": seconds,
+        "accuracy": accuracy,
+        "bytes": gzipped_weights_size(net),
+        "sparsity": zeros,
+    }
 
 
 rounds = [{"dense": run(False), "pruned": run(True)} for _ in range(settings["rounds"])]

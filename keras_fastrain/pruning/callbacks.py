@@ -1,5 +1,7 @@
 """The callbacks that drive pruning during `fit` (tfmot's names)."""
 
+import os
+
 import keras
 
 from keras_fastrain import _keras_internals
@@ -88,7 +90,12 @@ class PruningSummaries(keras.callbacks.Callback):
 
     def __init__(self, log_dir=None):
         super().__init__()
-        self.log_dir = log_dir
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(
+                f"Invalid value for argument `log_dir`. Received: log_dir={log_dir!r}. "
+                "Expected None or a directory path."
+            )
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):

@@ -132,7 +132,8 @@ def strip_pruning(model):
 def _rebuild(model, replace):
     """The same graph with each layer replaced by `replace(layer)`."""
     if isinstance(model, keras.Sequential):
-        inputs = [keras.Input(batch_shape=model.inputs[0].shape)] if model.inputs else []
+        first = model.inputs[0] if model.inputs else None
+        inputs = [] if first is None else [keras.Input(batch_shape=first.shape, dtype=first.dtype)]
         layers = inputs + [replace(layer) for layer in model.layers]
         return keras.Sequential(layers, name=model.name)
     if not isinstance(model, _keras_internals.Functional):

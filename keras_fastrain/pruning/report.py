@@ -17,8 +17,10 @@ import warnings
 import keras
 import numpy as np
 
+from keras_fastrain import _keras_internals
 from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.pruning.wrapper import is_prunable, prunable_weights
+from keras_fastrain.validation import check_bool
 
 
 def gzipped_weights_size(model):
@@ -34,8 +36,6 @@ def weight_sparsity(model):
     wrappers = pruning_wrappers(model)
     if wrappers:
         return {path: s for wrapper in wrappers for path, s in wrapper.sparsity().items()}
-    from keras_fastrain import _keras_internals
-
     return {
         weight.path: float((keras.ops.convert_to_numpy(weight.value) == 0).mean())
         for layer in _keras_internals.all_layers(model)
@@ -111,6 +111,12 @@ def compression_report(pruned, dense=None, quantize=True, evaluate=None):
     """
     from keras_fastrain.pruning.prune import strip_pruning
 
+    quantize = check_bool("quantize", quantize)
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(
+            f"Invalid value for argument `evaluate`. Received: evaluate={evaluate!r}. "
+            "Expected None or a function model -> dict of metrics."
+        )
     stripped = strip_pruning(pruned) if pruning_wrappers(pruned) else pruned
     report = CompressionReport(
         sparsity=weight_sparsity(pruned),
