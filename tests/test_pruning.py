@@ -291,3 +291,25 @@ def test_the_compression_report_measures_sparsity_size_and_int8(digits):
     assert report.metrics["pruned + int8 accuracy"] > 0.85
     assert "gzipped weights, pruned" in report.table()
     assert report.to_dict()["size_ratio"] == report.size_ratio
+
+
+def test_an_embedding_model_keeps_its_integer_input_when_pruned():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((5,), dtype="int32"),
+            keras.layers.Embedding(20, 4),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
+    pruned = prune_low_magnitude(model, ConstantSparsity(0.5, 0, frequency=1))
+    assert pruned.inputs[0].dtype == "int32"
+    tokens = np.random.default_rng(0).integers(0, 20, (32, 5)).astype("int32")
+    pruned.compile("sgd", "mse")
+    pruned.fit(tokens, np.zeros((32, 2)), epochs=1, verbose=0, callbacks=[UpdatePruningStep()])
+    embeddings = pruning_wrappers(pruned)[0].masks[0]
+    assert (values(embeddings) == 0).mean() == pytest.approx(0.5)
+    np.testing.assert_allclose(
+        strip_pruning(pruned).predict(tokens, verbose=0), pruned.predict(tokens, verbose=0)
+    )
