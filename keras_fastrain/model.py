@@ -41,14 +41,6 @@ if not logger.handlers:
 
 AUTO = choices.AUTO
 _UNSET = object()  # an option not given to compile (None is a value)
-OPTIONS = (
-    "distribute",
-    "augmentation",
-    "mixed_precision",
-    "jit_compile",
-    "steps_per_execution",
-    "input_pipeline",
-)
 _DEFAULTS = {
     "distribute": AUTO,
     "mixed_precision": AUTO,
