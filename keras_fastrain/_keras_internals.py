@@ -21,6 +21,7 @@ __all__ = [
     "recreate_tf_variable",
     "set_tf_trainer_strategy",
     "relayout_jax_variable",
+    "optimizer_slots",
 ]
 
 
@@ -95,3 +96,34 @@ def set_tf_trainer_strategy(model, strategy):
     a value for placeholder tensor ..."). No public setter exists.
     """
     model._distribute_strategy = strategy
+
+
+def optimizer_slots(optimizer, variable):
+    """The optimizer variables that hold per-entry state for `variable`.
+
+    Pruning zeroes these for the entries it masks, so that momentum or a
+    moving average cannot move a pruned weight off zero. Keras has no public
+    map from a trainable variable to its slots: every built-in optimizer keeps
+    them in lists ordered like its trainable variables (`_momentums`,
+    `_velocities`, the EMA copies, the gradient accumulators, ...), found with
+    `_get_variable_index`. Slots of another shape (Adafactor's factored
+    moments) are not per entry and are left out. Checked on Keras 3.15.1.
+    """
+    inner = getattr(optimizer, "inner_optimizer", None)  # LossScaleOptimizer
+    if inner is not None:
+        return optimizer_slots(inner, variable)
+    if not optimizer.built:
+        return []
+    index = optimizer._get_variable_index(variable)
+    count = len(optimizer._trainable_variables)
+    slots = []
+    for value in vars(optimizer).values():
+        if isinstance(value, list) and len(value) == count:
+            slot = value[index]
+            if (
+                isinstance(slot, keras.Variable)
+                and slot is not variable
+                and tuple(slot.shape) == tuple(variable.shape)
+            ):
+                slots.append(slot)
+    return slots

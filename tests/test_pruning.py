@@ -158,6 +158,70 @@ def test_training_without_the_update_callback_is_a_clear_error(digits):
         train(model, digits, epochs=1)
 
 
+class MaskedWeightsAreZero(keras.callbacks.Callback):
+    """Asserts the masked weights are exactly zero at every step's start
+    (after UpdatePruningStep's hook), after every step if `after_steps`, and
+    when fit returns."""
+
+    def __init__(self, after_steps):
+        super().__init__()
+        self.after_steps = after_steps
+        self.checks = 0
+
+    def _check(self):
+        getattr(self.model, "jax_state_sync", lambda: None)()
+        for wrapper in pruning_wrappers(self.model):
+            for weight, mask in wrapper.weights_and_masks():
+                assert np.all(values(weight)[values(mask) == 0] == 0.0)
+        self.checks += 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._check()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.after_steps:
+            self._check()
+
+    def on_train_end(self, logs=None):
+        self._check()
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "entrywise"),
+    [
+        (lambda: keras.optimizers.SGD(0.05, momentum=0.9), True),
+        (lambda: keras.optimizers.AdamW(1e-2, weight_decay=0.01), True),
+        (lambda: keras.optimizers.Lion(1e-3), True),
+        (lambda: keras.optimizers.Adam(1e-2, use_ema=True), True),
+        (lambda: keras.optimizers.Muon(1e-2), False),
+    ],
+    ids=["sgd-momentum", "adamw", "lion", "adam-ema", "muon"],
+)
+def test_masked_weights_stay_exactly_zero_through_every_optimizer_step(
+    digits, optimizer, entrywise
+):
+    # Pruning mid-training: the slots already hold momentum for the entries
+    # a mask update removes.
+    schedule = PolynomialDecay(0.0, 0.8, begin_step=5, end_step=25, frequency=5)
+    model = prune_low_magnitude(digits_mlp(), schedule)
+    model.compile(optimizer(), "sparse_categorical_crossentropy")
+    check = MaskedWeightsAreZero(after_steps=entrywise)
+    (x, y), _ = digits
+    history = model.fit(
+        x[:960], y[:960], batch_size=64, epochs=2, verbose=0, callbacks=[UpdatePruningStep(), check]
+    )
+    assert check.checks == (2 * 30 if entrywise else 30) + 1
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert pruning_wrappers(model)[0].sparsity()[model.layers[1].pruned_weights[0].path] == (
+        pytest.approx(0.8, abs=1e-3)
+    )
+
+
+def test_the_update_callback_leaves_asynchronous_dispatch_on():
+    # Keras turns async dispatch off for a callback with a batch-end hook.
+    assert UpdatePruningStep.on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
+
+
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [

@@ -17,17 +17,53 @@ def pruning_wrappers(model):
     ]
 
 
+# Optimizers whose update of an entry depends only on that entry's gradient
+# and slots: once a pruned entry's slots are zero its update is exactly zero
+# (its gradient is, the forward pass uses weight * mask). Others (Muon
+# orthogonalizes whole matrices; unknown optimizers) get the weights re-zeroed
+# before every step instead.
+ENTRYWISE_OPTIMIZERS = (
+    keras.optimizers.SGD,
+    keras.optimizers.Adam,
+    keras.optimizers.AdamW,
+    keras.optimizers.Adamax,
+    keras.optimizers.Nadam,
+    keras.optimizers.RMSprop,
+    keras.optimizers.Adagrad,
+    keras.optimizers.Adadelta,
+    keras.optimizers.Ftrl,
+    keras.optimizers.Lion,
+    keras.optimizers.Lamb,
+    keras.optimizers.Adafactor,
+)
+
+
+def is_entrywise(optimizer):
+    """Whether `optimizer` (or the one a `LossScaleOptimizer` wraps) is one of
+    `ENTRYWISE_OPTIMIZERS` itself, not a subclass that may update otherwise."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    return type(optimizer) in ENTRYWISE_OPTIMIZERS
+
+
 class UpdatePruningStep(keras.callbacks.Callback):
     """Updates the masks at the schedule's steps and keeps pruned weights at 0.
 
-    Before and after each batch it reads the optimizer's step and lets every
-    `PruneLowMagnitude` recompute its masks if the schedule prunes at a step
-    since it last looked (as tfmot: before the step runs, from the weights
-    the previous step left); after each batch it sets the masked weights
-    back to exactly zero (the forward pass never uses them, but optimizer
-    momentum can move them). With `steps_per_execution` above 1 Keras calls
-    these hooks once per compiled call, so a mask update may come up to that
-    many steps late.
+    Before each batch it lets every `PruneLowMagnitude` recompute its masks
+    if the schedule prunes at a step since it last looked (as tfmot: before
+    the step runs, from the weights the previous step left). A mask update
+    sets the weights it removes to exactly zero, and their optimizer slots
+    (momentum, moving averages) too: their gradient is zero, so an
+    entry-wise optimizer (`ENTRYWISE_OPTIMIZERS`: SGD, Adam, AdamW, RMSprop,
+    Lion, ...) keeps them at exactly zero with no further work. With any
+    other optimizer the masked weights are set back to zero before every
+    step. Either way they are zero at every step's start and when `fit`
+    returns.
+
+    The step count is read once per epoch and kept on the host, and the
+    callback has no batch-end hook, so Keras's asynchronous dispatch stays on
+    and a batch costs no device round trip. With `steps_per_execution` above
+    1 Keras calls the hook once per compiled call, so a mask update may come
+    up to that many steps late.
 
     Raises:
         ValueError: at the start of `fit`, if the model has nothing to prune.
@@ -36,6 +72,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self._wrappers = []
+        self._epoch_start_step = 0
+        self._rezero_every_step = False
 
     def on_train_begin(self, logs=None):
         self._wrappers = pruning_wrappers(self.model)
@@ -46,33 +84,53 @@ class UpdatePruningStep(keras.callbacks.Callback):
             )
         for wrapper in self._wrappers:
             wrapper.update_callback_attached = True
+        self._rezero_every_step = not is_entrywise(self.model.optimizer)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Keras's JAX fit puts the state back into the variables between
+        # epochs, so this read is current there too.
+        self._epoch_start_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _sync(self):
         # JAX's fit keeps the variables' values in its own state between
-        # steps; this public method puts them back (and the next step takes
-        # them from the variables again).
+        # steps; this public method puts them back, and the next step then
+        # takes them from the variables.
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:
             sync()
 
-    def _update(self):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        for wrapper in self._wrappers:
-            wrapper.update_masks(step)
-
     def on_train_batch_begin(self, batch, logs=None):
-        self._sync()
-        self._update()
+        self._prune_due(self._epoch_start_step + batch, rezero=self._rezero_every_step)
 
-    def on_train_batch_end(self, batch, logs=None):
-        # Also here: with several steps per call, the next step may be due.
+    def on_epoch_end(self, epoch, logs=None):
+        # Catches up a step the batch hooks could not act on: a layer that
+        # TensorFlow builds inside the first compiled call is unbuilt at its
+        # batch's start.
+        self._prune_due(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+
+    def _prune_due(self, step, rezero=False):
+        due = [(w, w.due_sparsity(step)) for w in self._wrappers]
+        due = [(w, sparsity) for w, sparsity in due if sparsity is not None]
+        if not due and not rezero:
+            return
         self._sync()
-        self._update()
-        for wrapper in self._wrappers:
-            wrapper.apply_masks()
+        if rezero:
+            for wrapper in self._wrappers:
+                wrapper.apply_masks()
+        for wrapper, sparsity in due:
+            wrapper.prune_to(sparsity)
+            self._zero_slots(wrapper)
+
+    def _zero_slots(self, wrapper):
+        optimizer = self.model.optimizer
+        for weight, mask in wrapper.weights_and_masks():
+            for slot in _keras_internals.optimizer_slots(optimizer, weight):
+                slot.assign(slot.value * keras.ops.cast(mask.value, slot.dtype))
 
     def on_train_end(self, logs=None):
+        self._sync()
         for wrapper in self._wrappers:
+            wrapper.apply_masks()
             wrapper.update_callback_attached = False
 
 

@@ -126,7 +126,8 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             for weight in self.pruned_weights
         ]
 
-    def _pairs(self):
+    def weights_and_masks(self):
+        """(pruned weight, its mask) pairs."""
         return list(zip(self.pruned_weights, self.masks, strict=True))
 
     def _check_weight(self, weight):
@@ -147,7 +148,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
         pruned = {id(weight) for weight in self.pruned_weights}
         mapping = [(v, v.value) for v in self.layer.variables if id(v) not in pruned]
-        mapping += [(w, w.value * m.value) for w, m in self._pairs()]
+        mapping += [(w, w.value * m.value) for w, m in self.weights_and_masks()]
         with keras.StatelessScope(state_mapping=mapping):
             return self.layer(inputs)
 
@@ -162,9 +163,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             return masks.block_mask(weight, sparsity, self.block_size, self.block_pooling_type)
         return masks.magnitude_mask(weight, sparsity)
 
-    def update_masks(self, step):
-        """Recomputes the masks if the schedule prunes at a step in
-        (last update, `step`]; returns whether it did.
+    def due_sparsity(self, step):
+        """The sparsity the schedule asks for at a step in (last look,
+        `step`], or `None` if it prunes at none of them; marks them seen.
 
         Checking the range rather than `step` alone keeps the schedule when
         several steps run per compiled call (`steps_per_execution`), and a
@@ -172,25 +173,36 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         subclassed model there) catches up at the next batch.
         """
         if not self.built:
-            return False
+            return None
         due = None
         for candidate in range(max(self._last_update_step + 1, step - 10_000), step + 1):
             should_prune, sparsity = schedule_values(self.pruning_schedule, candidate)
             if should_prune:
                 due = sparsity
-        self._last_update_step = step
-        if due is None:
-            return False
-        for weight, mask in self._pairs():
-            mask.assign(self.mask_for(weight.value, due))
+        self._last_update_step = max(self._last_update_step, step)
+        return due
+
+    def prune_to(self, sparsity):
+        """Sets the masks to `sparsity` from the current weights and zeroes
+        the weights they remove."""
+        for weight, mask in self.weights_and_masks():
+            mask.assign(self.mask_for(weight.value, sparsity))
         self.apply_masks()
+
+    def update_masks(self, step):
+        """Prunes to the schedule's sparsity if it prunes at a step in
+        (last look, `step`]; returns whether it did."""
+        sparsity = self.due_sparsity(step)
+        if sparsity is None:
+            return False
+        self.prune_to(sparsity)
         return True
 
     def apply_masks(self):
         """Zeroes the stored weights that the masks remove."""
         if not self.built:
             return
-        for weight, mask in self._pairs():
+        for weight, mask in self.weights_and_masks():
             weight.assign(weight.value * mask.value)
 
     def sparsity(self):
@@ -199,7 +211,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             return {}
         return {
             weight.path: 1.0 - float(keras.ops.convert_to_numpy(keras.ops.mean(mask.value)))
-            for weight, mask in self._pairs()
+            for weight, mask in self.weights_and_masks()
         }
 
     def get_config(self):
