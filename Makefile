@@ -39,6 +39,9 @@ $(VENV)/.demo-installed: $(BIN)/python setup.cfg pyproject.toml constraints.txt
 	$(PIP) --editable ".[tensorflow,demo]"
 	touch $@
 
-$(VENV)/.test-installed: $(BIN)/python setup.cfg pyproject.toml constraints.txt
+# Horovod does not build from PyPI against today's TensorFlow: the script
+# builds it once (about 10 minutes) and caches the wheel in ~/.cache.
+$(VENV)/.test-installed: $(BIN)/python setup.cfg pyproject.toml constraints.txt scripts/build_horovod.sh
 	$(PIP) --editable ".[tensorflow,jax,test]" "torch==2.13.0" build twine
+	scripts/build_horovod.sh $(VENV)
 	touch $@

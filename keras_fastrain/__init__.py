@@ -12,6 +12,8 @@ from keras_fastrain.backend import BackendNotInstalledError, missing_backend_err
 __all__ = [
     "__version__",
     "callbacks",
+    "distribute",
+    "DistributedOptimizer",
     "FastModel",
     "FastSequential",
     "ImageAugmentation",
@@ -25,13 +27,14 @@ __all__ = [
 _backend_error = missing_backend_error()
 
 if _backend_error is None:
-    from keras_fastrain import callbacks, pruning
+    from keras_fastrain import callbacks, distribute, pruning
     from keras_fastrain.augmentation import ImageAugmentation
     from keras_fastrain.datasets import (
         DatasetNotFoundError,
         load_digits,
         load_fashion_mnist,
     )
+    from keras_fastrain.distribute import DistributedOptimizer
     from keras_fastrain.model import FastModel, FastSequential
 else:
 

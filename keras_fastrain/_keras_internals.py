@@ -22,6 +22,7 @@ __all__ = [
     "set_tf_trainer_strategy",
     "relayout_jax_variable",
     "optimizer_slots",
+    "fix_multi_worker_fit",
 ]
 
 
@@ -61,7 +62,7 @@ def recreate_tf_variable(variable, strategy):
     return True
 
 
-def relayout_jax_variable(variable, device_mesh):
+def relayout_jax_variable(variable, device_mesh, make_value=None):
     """Replicates a JAX Keras variable over `device_mesh`, in place.
 
     Under `keras.distribution.DataParallel` every variable must live on the
@@ -69,6 +70,9 @@ def relayout_jax_variable(variable, device_mesh):
     single device and the jitted step fails with "Received incompatible
     devices for jitted computation". Keras sets a variable's layout only when
     it is created; this sets the replicated layout and re-places the value.
+
+    With several processes, `make_value(variable)` (equal on every process)
+    replaces the variable's process-local value.
 
     Returns:
         True if the variable was moved, False if it was already on the mesh.
@@ -82,7 +86,7 @@ def relayout_jax_variable(variable, device_mesh):
     if isinstance(sharding, jax.sharding.NamedSharding) and sharding.mesh == mesh:
         return False
     variable._layout = keras.distribution.TensorLayout([None] * len(variable.shape), device_mesh)
-    variable._direct_assign(variable.value)
+    variable._direct_assign(variable.value if make_value is None else make_value(variable))
     return True
 
 
@@ -127,3 +131,68 @@ def optimizer_slots(optimizer, variable):
             ):
                 slots.append(slot)
     return slots
+
+
+_multi_worker_fit_fixed = False
+
+
+def fix_multi_worker_fit():
+    """Makes Keras's `fit` work under `tf.distribute.MultiWorkerMirroredStrategy`.
+
+    keras#20585 (open; checked on Keras 3.15.1 with TensorFlow 2.21): with
+    several workers `fit` fails twice in keras/src/backend/tensorflow/trainer.py.
+    `TensorFlowTrainer._maybe_symbolic_build` averages the first batch over
+    the replicas with `strategy.reduce("MEAN", batch, axis=None)` just to get
+    its shapes ("Attempt to convert a value (PerReplica...)"), and
+    `reduce_per_replica` then averages the step's scalar logs with
+    `strategy.reduce("MEAN", v, axis=0)` ("Invalid reduction dimension 0 for
+    input with 0 dimensions"). Under that strategy only, this builds from the
+    first replica's share of the batch and reduces the logs with
+    `axis=None`; every other strategy keeps Keras's code. Idempotent.
+    """
+    global _multi_worker_fit_fixed
+    if _multi_worker_fit_fixed:
+        return
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    def is_multi_worker(strategy):
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    keras_symbolic_build = trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if not is_multi_worker(strategy) or iterator is None:
+            return keras_symbolic_build(self, iterator, data_batch)
+        for _, _, batches in iterator:
+            batch = next(batches)
+            break
+        batch = tf.nest.map_structure(
+            lambda v: (
+                strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues)
+                else v
+            ),
+            batch,
+        )
+        with strategy.scope():
+            self._symbolic_build(data_batch=batch)
+
+    keras_reduce = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if not is_multi_worker(strategy) or reduction not in ("auto", "mean"):
+            return keras_reduce(values, strategy, reduction)
+        return tf.nest.map_structure(
+            lambda v: (
+                strategy.reduce("MEAN", v, axis=None)
+                if isinstance(v, tf.distribute.DistributedValues)
+                else v
+            ),
+            values,
+        )
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer.reduce_per_replica = reduce_per_replica
+    _multi_worker_fit_fixed = True

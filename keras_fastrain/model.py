@@ -22,8 +22,18 @@ import numpy as np
 
 from keras_fastrain import _keras_internals, choices
 from keras_fastrain.augmentation import as_augmentation_layer
+from keras_fastrain.callbacks.distributed import (
+    BroadcastGlobalVariablesCallback,
+    MetricAverageCallback,
+)
 from keras_fastrain.data import restore_workers, tune_input
-from keras_fastrain.distribute import Engine, check_distribute, resolve_engine
+from keras_fastrain.distribute import (
+    MULTI_WORKER_ENGINES,
+    Engine,
+    check_distribute,
+    resolve_engine,
+)
+from keras_fastrain.distribute.sharding import shard, shard_dataset, worker_rows
 from keras_fastrain.pruning import UpdatePruningStep, prune_low_magnitude, strip_pruning
 from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.validation import check_choice
@@ -276,11 +286,11 @@ class FastModel(keras.Model):
             self._apply_precision(options["mixed_precision"]),
             choices.choose_jit_compile(
                 options["jit_compile"],
-                xla_incompatible=self._xla_incompatible_layers(),
-                distributed=engine.num_replicas > 1,
+                xla_incompatible=self._xla_incompatible_layers() + engine.xla_incompatible,
+                distributed=engine.in_step_replicas,
             ),
             choices.choose_steps_per_execution(
-                options["steps_per_execution"], distributed=engine.num_replicas > 1
+                options["steps_per_execution"], distributed=engine.in_step_replicas
             ),
         ]
         self._engine = engine
@@ -362,15 +372,64 @@ class FastModel(keras.Model):
         return data
 
     def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
-        """Trains the model, as `keras.Model.fit`, on the engine's devices."""
-        self._check_batches(x, batch_size, kwargs.get("validation_split"))
+        """Trains the model, as `keras.Model.fit`, on the engine's devices.
+
+        `batch_size` is the global batch on every engine: with several
+        workers that each feed their own share (Horovod, JAX multi-process),
+        array inputs are split so that each worker trains on its part of
+        every global batch, and a `tf.data` dataset's batches are dealt out
+        in turn (each worker's batch is then the dataset's).
+        """
+        x, y, batch_size = self._worker_share(x, y, batch_size, kwargs)
         validation = kwargs.get("validation_data")
-        kwargs["callbacks"] = self._with_pruning_updates(kwargs.get("callbacks"))
+        if isinstance(validation, (tuple, list)) and 2 <= len(validation) <= 3:
+            val_x, val_y, val_batch = self._worker_share(
+                validation[0], validation[1], kwargs.get("validation_batch_size") or batch_size
+            )
+            validation = (val_x, val_y, *validation[2:])
+            if kwargs.get("validation_batch_size"):
+                kwargs["validation_batch_size"] = val_batch
+        elif validation is not None:
+            validation = self._worker_share(validation, None, None)[0]
+        if validation is not None:
+            kwargs["validation_data"] = validation
+        self._check_batches(x, batch_size, kwargs.get("validation_split"))
+        kwargs["callbacks"] = self._with_engine_callbacks(
+            self._with_pruning_updates(kwargs.get("callbacks"))
+        )
         with restore_workers(x, validation), self._on_engine():
             x = self._tuned(x)
             if validation is not None:
                 kwargs["validation_data"] = self._tuned(validation)
             return super().fit(x, y, batch_size, *args, **kwargs)
+
+    def _worker_share(self, x, y, batch_size, kwargs=None):
+        """This worker's share of `x`, `y` (and `kwargs`' sample weights),
+        and its batch size, when each worker feeds its own part."""
+        engine = self._engine
+        if engine is None or engine.size == 1 or engine.feeds_global_batch():
+            return x, y, batch_size
+        if _is_tf_dataset(x):
+            return shard_dataset(x, engine.rank, engine.size), y, batch_size
+        count = _sample_count(x)
+        if count is None:  # a PyDataset or generator: the user's data is per worker
+            return x, y, batch_size
+        rows = worker_rows(count, batch_size or 32, engine.rank, engine.size)
+        if kwargs is not None and kwargs.get("sample_weight") is not None:
+            kwargs["sample_weight"] = shard(kwargs["sample_weight"], rows)
+        return shard(x, rows), shard(y, rows), (batch_size or 32) // engine.size
+
+    def _with_engine_callbacks(self, callbacks):
+        """`callbacks`, with what an engine whose workers train apart needs
+        (Horovod): the same start, and epoch metrics averaged first."""
+        engine = self._engine
+        if engine is None or engine.averages_gradients:
+            return callbacks
+        if not any(isinstance(c, MetricAverageCallback) for c in callbacks):
+            callbacks.insert(0, MetricAverageCallback())
+        if not any(isinstance(c, BroadcastGlobalVariablesCallback) for c in callbacks):
+            callbacks.append(BroadcastGlobalVariablesCallback(0))
+        return callbacks
 
     def _with_pruning_updates(self, callbacks):
         """`callbacks`, plus `UpdatePruningStep` if the model prunes and it is missing."""
@@ -387,10 +446,17 @@ class FastModel(keras.Model):
         return strip_pruning(self)
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
-        """Evaluates the model, as `keras.Model.evaluate` (no augmentation)."""
+        """Evaluates the model, as `keras.Model.evaluate` (no augmentation);
+        with several workers, each evaluates its share (see `fit`)."""
+        x, y, batch_size = self._worker_share(x, y, batch_size, kwargs)
         self._check_batches(x, batch_size)
         with restore_workers(x), self._on_engine():
-            return super().evaluate(self._tuned(x), y, batch_size, *args, **kwargs)
+            results = super().evaluate(self._tuned(x), y, batch_size, *args, **kwargs)
+        engine = self._engine
+        if engine is not None and not engine.averages_gradients and engine.size > 1:
+            # Workers that train apart also measured apart: their mean.
+            results = keras.tree.map_structure(lambda v: engine.allreduce(v, "mean"), results)
+        return results
 
     def predict(self, x, batch_size=None, *args, **kwargs):
         """Predicts, as `keras.Model.predict` (no augmentation).
@@ -424,8 +490,12 @@ class FastModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         options = dict(self._fastrain_options)
-        if not isinstance(options["distribute"], str):
-            options["distribute"] = AUTO  # a strategy object belongs to this process
+        if not isinstance(options["distribute"], str) or options["distribute"] in (
+            MULTI_WORKER_ENGINES
+        ):
+            # A strategy object or a worker's job belongs to this process; the
+            # loading one decides from its own environment.
+            options["distribute"] = AUTO
         options["augmentation"] = (
             None
             if self.augmentation is None
@@ -547,6 +617,10 @@ def _pruning_arguments(pruning):
         "a pruning schedule (e.g. keras_fastrain.pruning.PolynomialDecay) or a dict of "
         "prune_low_magnitude's arguments."
     )
+
+
+def _is_tf_dataset(x):
+    return type(x).__module__.startswith("tensorflow") and hasattr(x, "shard")
 
 
 def _sample_count(x):

@@ -19,6 +19,8 @@
 #   include tree, so "tensorflow/compiler/xla/..." becomes "xla/...", and
 #   "xla/client/xla_builder.h" becomes "xla/hlo/builder/xla_builder.h"
 #   (the same fix as the unmerged upstream PR horovod/horovod#4302).
+#   Nothing else needed patching to build against TF 2.21.0 (only deprecation
+#   warnings, e.g. tsl::errors::Unknown).
 # TF's wheel ships headers that include <farmhash.h> and highwayhash headers
 # without shipping them; Debian's libfarmhash-dev / libhighwayhash-dev supply them.
 set -euo pipefail
@@ -26,8 +28,8 @@ set -euo pipefail
 HOROVOD_VERSION=0.28.1
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VENV=${1:-${VENV:-$REPO_ROOT/.venv}}
-VENV=$(cd "$VENV" 2>/dev/null && pwd) || { echo "error: no virtual environment at ${1:-${VENV}}" >&2; exit 1; }
+VENV_ARG=${1:-${VENV:-$REPO_ROOT/.venv}}
+VENV=$(CDPATH='' cd -- "$VENV_ARG" 2>/dev/null && pwd) || { echo "error: no virtual environment at $VENV_ARG" >&2; exit 1; }
 PY=$VENV/bin/python
 [ -x "$PY" ] || { echo "error: $PY not found or not executable" >&2; exit 1; }
 
@@ -62,13 +64,16 @@ horovod_ok() {
 	EOF
 }
 
+tf_noise() { grep -v -e '^WARNING: All log messages before absl' -e '^I0000 ' || true; }
+
 verify() {
 	log "verifying"
-	"$PY" -c 'import horovod.tensorflow as hvd; hvd.init(); print("horovod", hvd.__version__ if hasattr(hvd, "__version__") else "", "size", hvd.size())' 2>&1 | grep -v -e '^WARNING: All log' -e '^I0000' >&2 || true
-	"$PY" -c 'import horovod.tensorflow as hvd; hvd.init(); assert hvd.size() == 1' >/dev/null 2>&1 ||
+	"$PY" -c 'import horovod.tensorflow as hvd; hvd.init(); print("hvd.size() =", hvd.size())' ||
 		{ echo "error: import horovod.tensorflow / hvd.init() failed" >&2; exit 1; }
+	# Note: --check-build also ticks PyTorch whenever torch is importable, although
+	# no PyTorch extension is built (horovod.torch imports with just a warning).
 	local check
-	check=$("$VENV/bin/horovodrun" --check-build 2>&1) || { echo "$check" >&2; echo "error: horovodrun --check-build failed" >&2; exit 1; }
+	check=$("$VENV/bin/horovodrun" --check-build 2>&1 | tf_noise) || true
 	echo "$check"
 	grep -q '\[X\] TensorFlow' <<<"$check" || { echo "error: Horovod was built without TensorFlow" >&2; exit 1; }
 	grep -q '\[X\] Gloo' <<<"$check" || { echo "error: Horovod was built without Gloo" >&2; exit 1; }
@@ -134,15 +139,21 @@ if [ ${#cached[@]} -eq 0 ]; then
 		exit 1
 	fi
 
-	log "building the wheel (about 10 minutes on 2 cores)"
+	BUILD_LOG=$CACHE_ROOT/build-logs/$CACHE_KEY.log
+	mkdir -p "$(dirname "$BUILD_LOG")"
+	log "building the wheel (about 10 minutes on 2 cores); log: $BUILD_LOG"
 	start=$SECONDS
-	(
+	if ! (
 		cd "$SRC"
 		env HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 			HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 HOROVOD_CPU_OPERATIONS=GLOO \
 			MAKEFLAGS="-j${HOROVOD_BUILD_JOBS:-2}" \
 			"$PY" -m pip wheel --no-build-isolation --no-deps --verbose -w "$TMP/dist" .
-	)
+	) >"$BUILD_LOG" 2>&1; then
+		tail -n 60 "$BUILD_LOG" >&2
+		echo "error: building Horovod failed; full log: $BUILD_LOG" >&2
+		exit 1
+	fi
 	log "built in $((SECONDS - start)) s"
 
 	built=("$TMP"/dist/horovod-"$HOROVOD_VERSION"-*.whl)

@@ -227,9 +227,44 @@ def test_a_distribute_name_for_another_backend_is_refused():
         compile_for_digits(functional(distribute=other))
 
 
-def test_a_multi_worker_launch_is_not_trained_as_independent_copies(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:2"]}}')
-    with pytest.raises(RuntimeError, match=r"multi-worker launch .*TF_CONFIG"):
+@pytest.mark.parametrize(
+    ("environ", "engine"),
+    [
+        ({}, None),
+        ({"TF_CONFIG": '{"cluster": {"worker": ["a:1"]}}'}, None),
+        ({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:2"]}}'}, "multi_worker"),
+        ({"TF_CONFIG": '{"cluster": {"chief": ["a:1"], "worker": ["b:2"]}}'}, "multi_worker"),
+        ({"HOROVOD_SIZE": "2", "HOROVOD_RANK": "1"}, "horovod"),
+        ({"HOROVOD_SIZE": "1"}, None),
+        ({"KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}, "jax_multi_process"),
+        ({"JAX_NUM_PROCESSES": "4"}, "jax_multi_process"),
+    ],
+)
+def test_the_launch_is_recognised_from_the_environment(environ, engine):
+    from keras_fastrain.distribute import launch_from_environment
+
+    assert launch_from_environment(environ) == engine
+
+
+def test_two_launches_at_once_are_refused():
+    from keras_fastrain.distribute import launch_from_environment
+
+    environ = {"HOROVOD_SIZE": "2", "JAX_NUM_PROCESSES": "2"}
+    with pytest.raises(RuntimeError, match=r"several engines at once \(horovod, jax_multi_process"):
+        launch_from_environment(environ)
+
+
+def test_a_multi_worker_engine_for_another_backend_is_refused(monkeypatch):
+    name, variable = (
+        ("jax_multi_process", "JAX_NUM_PROCESSES")
+        if BACKEND != "jax"
+        else ("multi_worker", "TF_CONFIG")
+    )
+    with pytest.raises(ValueError, match=rf"distribute='{name}', which needs the"):
+        compile_for_digits(functional(distribute=name))
+    value = "2" if variable == "JAX_NUM_PROCESSES" else '{"cluster": {"worker": ["a:1", "b:2"]}}'
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=rf"The {name} engine needs the"):
         compile_for_digits(functional())
     compile_for_digits(functional(distribute=None))  # explicitly one process: allowed
 

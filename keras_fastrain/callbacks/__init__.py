@@ -1,7 +1,20 @@
 """Drop-in callbacks for `model.fit`."""
 
 from keras_fastrain.callbacks.backup_and_restore import BackupAndRestore
+from keras_fastrain.callbacks.distributed import (
+    BroadcastGlobalVariablesCallback,
+    LearningRateWarmupCallback,
+    MetricAverageCallback,
+)
 from keras_fastrain.callbacks.early_stopping import EarlyStopping, StopReason
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
 
-__all__ = ["BackupAndRestore", "EarlyStopping", "StopReason", "TimingProfiler"]
+__all__ = [
+    "BackupAndRestore",
+    "BroadcastGlobalVariablesCallback",
+    "EarlyStopping",
+    "LearningRateWarmupCallback",
+    "MetricAverageCallback",
+    "StopReason",
+    "TimingProfiler",
+]

@@ -2,12 +2,17 @@
 
 A callback that stops training or restores weights must decide the same on
 every worker, or the workers' collectives fall out of step and hang. Callbacks
-ask here instead of acting on their own view.
-
-This is the seam where the distribution engines plug in: in a single process
-the local decision is the decision. With several workers, `any_worker` becomes
-an all-reduce (max) of the flag through the engine in use.
+ask here instead of acting on their own view; the answers come from the
+process's engine (`keras_fastrain.distribute.current()`): in a single process
+the local decision is the decision, with several workers it is reduced over
+them through the engine's collectives.
 """
+
+import json
+
+import numpy as np
+
+from keras_fastrain import distribute
 
 
 def any_worker(flag):
@@ -16,12 +21,15 @@ def any_worker(flag):
     Args:
         flag: Bool. This worker's decision.
     """
-    return bool(flag)
+    engine = distribute.current()
+    if engine.size == 1:
+        return bool(flag)
+    return bool(engine.allreduce(np.asarray(1 if flag else 0, "int32"), "max"))
 
 
 def is_chief():
     """Returns whether this worker reports for all (prints, writes files)."""
-    return True
+    return distribute.current().is_chief
 
 
 def gather(value):
@@ -30,4 +38,12 @@ def gather(value):
     Args:
         value: A JSON-serializable value (numbers, lists, dicts).
     """
-    return [value]
+    engine = distribute.current()
+    if engine.size == 1:
+        return [value]
+    data = np.frombuffer(json.dumps(value).encode(), "uint8")
+    length = int(engine.allreduce(np.asarray(data.size, "int64"), "max"))
+    padded = np.zeros(length, "uint8")
+    padded[: data.size] = data
+    rows = engine.allgather(padded)
+    return [json.loads(bytes(row).rstrip(b"\0").decode()) for row in rows]

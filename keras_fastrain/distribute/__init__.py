@@ -1,31 +1,141 @@
-"""Where training runs: one device, or several in step.
+"""Where training runs: one device, several in step, or several workers.
 
 `resolve_engine(distribute)` turns FastModel's `distribute=` option into an
-`Engine`. `"auto"` keeps a strategy or distribution the user already entered,
-else uses every local device of the fastest kind when there are several
-(GPUs, or CPU devices the user split on purpose), else one device.
+`Engine`. `"auto"` first looks for a multi-worker launch in the environment
+(`horovodrun`'s variables, a TF_CONFIG with several tasks, JAX's or Keras's
+multi-process variables) and starts that engine once for the process
+(`init()`); else it keeps a strategy or distribution the user already
+entered, else uses every local device of the fastest kind when there are
+several (GPUs, or CPU devices the user split on purpose), else one device.
+`current()` is the process's engine, which callbacks ask for rank, size and
+collectives.
 
 One place decides; the engines live one per file:
-- `engine.py`: the interface and the one-device engine;
+- `engine.py`: the interface and the one-process engine;
 - `tf_strategy.py`: any `tf.distribute.Strategy` (MirroredStrategy locally;
   TPUStrategy when a user passes one);
-- `jax_data_parallel.py`: `keras.distribution.DataParallel` on JAX.
-Multi-worker launches (TF_CONFIG workers, `horovodrun`, JAX processes) are
-recognised here and plug in as further engines.
+- `tf_multi_worker.py`: MultiWorkerMirroredStrategy over TF_CONFIG workers;
+- `jax_data_parallel.py`: `keras.distribution.DataParallel` on JAX;
+- `jax_multi_process.py`: the same over several JAX processes;
+- `horovod.py`: Horovod's core TensorFlow operations.
 """
 
-import json
 import os
 
 import keras
 
 from keras_fastrain.distribute.engine import Engine
+from keras_fastrain.distribute.optimizer import DistributedOptimizer
 from keras_fastrain.validation import check_choice
 
-__all__ = ["ENGINE_NAMES", "Engine", "check_distribute", "resolve_engine"]
+__all__ = [
+    "ENGINE_NAMES",
+    "DistributedOptimizer",
+    "Engine",
+    "check_distribute",
+    "current",
+    "init",
+    "launch_from_environment",
+    "resolve_engine",
+]
 
-ENGINE_NAMES = ("auto", "none", "mirrored", "data_parallel")
-_BACKEND_OF = {"mirrored": "tensorflow", "data_parallel": "jax"}
+LOCAL_ENGINES = ("mirrored", "data_parallel")
+MULTI_WORKER_ENGINES = ("multi_worker", "horovod", "jax_multi_process")
+ENGINE_NAMES = ("auto", "none", *LOCAL_ENGINES, *MULTI_WORKER_ENGINES)
+_BACKEND_OF = {
+    "mirrored": "tensorflow",
+    "data_parallel": "jax",
+    "multi_worker": "tensorflow",
+    "horovod": "tensorflow",
+    "jax_multi_process": "jax",
+}
+
+# The multi-worker engine this process joined, once `init()` started it.
+_process_engine = None
+
+
+def launch_from_environment(environ=None):
+    """The multi-worker engine the environment launches, or `None`.
+
+    Recognises `horovodrun` (HOROVOD_SIZE above 1), TF_CONFIG listing
+    several tasks, and a JAX multi-process launch
+    (KERAS_DISTRIBUTION_NUM_PROCESSES or JAX_NUM_PROCESSES above 1).
+
+    Raises:
+        RuntimeError: if several launches are found at once.
+    """
+    from keras_fastrain.distribute.jax_multi_process import jax_process_count
+    from keras_fastrain.distribute.tf_multi_worker import tf_config_tasks
+
+    environ = os.environ if environ is None else environ
+    found = []
+    if int(environ.get("HOROVOD_SIZE") or 1) > 1:
+        found.append("horovod")
+    if tf_config_tasks(environ) > 1:
+        found.append("multi_worker")
+    if jax_process_count(environ) > 1:
+        found.append("jax_multi_process")
+    if len(found) > 1:
+        raise RuntimeError(
+            f"The environment launches several engines at once ({', '.join(found)}): "
+            "keep the variables of one launcher only."
+        )
+    return found[0] if found else None
+
+
+def init(distribute="auto"):
+    """Joins this process to its multi-worker job; returns the engine.
+
+    Call it at the top of a script that a launcher starts on every worker
+    (`horovodrun`, TF_CONFIG workers, JAX processes), before building models
+    or data: MultiWorkerMirroredStrategy must exist before TensorFlow runs
+    anything else, and JAX's distributed runtime before JAX does.
+    `FastModel(distribute="auto")` calls it itself. Calling it again returns
+    the same engine.
+
+    Args:
+        distribute: `"auto"` (from the environment; one process if no launch
+            is found) or one of `"multi_worker"`, `"horovod"`,
+            `"jax_multi_process"`.
+    """
+    global _process_engine
+    check_choice("distribute", distribute, ("auto", *MULTI_WORKER_ENGINES))
+    if _process_engine is not None:
+        if distribute not in ("auto", _process_engine.name):
+            raise RuntimeError(
+                f"This process already joined the {_process_engine.name} engine; it "
+                f"cannot also join {distribute!r}."
+            )
+        return _process_engine
+    name = launch_from_environment() if distribute == "auto" else distribute
+    if name is None:
+        return current()
+    backend = keras.backend.backend()
+    if _BACKEND_OF[name] != backend:
+        raise ValueError(
+            f"The {name} engine needs the {_BACKEND_OF[name]} backend; Keras runs on "
+            f"{backend}. Set KERAS_BACKEND={_BACKEND_OF[name]}."
+        )
+    reason = "given" if distribute == name else "launched so"
+    if name == "multi_worker":
+        from keras_fastrain.distribute.tf_multi_worker import MultiWorkerEngine
+
+        _process_engine = MultiWorkerEngine(reason=reason)
+    elif name == "jax_multi_process":
+        from keras_fastrain.distribute.jax_multi_process import JaxMultiProcessEngine
+
+        _process_engine = JaxMultiProcessEngine(reason=reason)
+    else:
+        from keras_fastrain.distribute.horovod import HorovodEngine
+
+        _process_engine = HorovodEngine(reason=reason)
+    return _process_engine
+
+
+def current():
+    """The engine of this process: the multi-worker engine it joined with
+    `init()`, else the one-process engine (rank 0 of 1)."""
+    return _process_engine if _process_engine is not None else Engine("one process")
 
 
 def check_distribute(distribute):
@@ -48,7 +158,8 @@ def resolve_engine(distribute="auto", backend=None):
         distribute: `"auto"`, `None` or `"none"` (one device), `"mirrored"`
             (TensorFlow `MirroredStrategy` over the local devices),
             `"data_parallel"` (JAX `keras.distribution.DataParallel` over
-            the local devices), a `tf.distribute.Strategy`, or a
+            the local devices), a multi-worker engine's name (see `init`),
+            a `tf.distribute.Strategy`, or a
             `keras.distribution.DataParallel` (or `ModelParallel`).
         backend: String or `None`. Defaults to the running Keras backend.
 
@@ -66,9 +177,10 @@ def resolve_engine(distribute="auto", backend=None):
         return engine
     check_choice("distribute", distribute, ENGINE_NAMES)
     if distribute == "auto":
+        if _process_engine is not None or launch_from_environment() is not None:
+            return init()
         if active is not None:
             return active
-        _refuse_multi_worker_launch()
         return _local_engine(backend, given=False)
     if _BACKEND_OF[distribute] != backend:
         raise ValueError(
@@ -76,6 +188,8 @@ def resolve_engine(distribute="auto", backend=None):
             f"which needs the {_BACKEND_OF[distribute]} backend; Keras runs on {backend}. "
             "Use distribute='auto' to train on the local devices of any backend."
         )
+    if distribute in MULTI_WORKER_ENGINES:
+        return init(distribute)
     engine = _local_engine(backend, given=True)
     _check_not_contradicting(engine, active)
     return engine
@@ -166,22 +280,3 @@ def _local_devices(backend):
 
         return [f"{device.platform}:{device.id}" for device in jax.local_devices()]
     return []  # Keras 3.15 has no distribution backend for torch
-
-
-def _refuse_multi_worker_launch():
-    """Stops a multi-worker launch from training as independent copies."""
-    found = []
-    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-    if sum(len(tasks) for tasks in cluster.values()) > 1:
-        found.append("TF_CONFIG with several tasks")
-    if int(os.environ.get("HOROVOD_SIZE", "1")) > 1:
-        found.append("horovodrun (HOROVOD_SIZE)")
-    if int(os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1")) > 1:
-        found.append("KERAS_DISTRIBUTION_NUM_PROCESSES")
-    if found:
-        raise RuntimeError(
-            f"distribute='auto' found a multi-worker launch ({'; '.join(found)}), and this "
-            "version of keras-fastrain trains on one host only: each worker would train "
-            "its own copy. Unset those variables, or pass distribute=None to train "
-            "each process on its own on purpose."
-        )

@@ -5,6 +5,7 @@ import os
 import keras
 
 from keras_fastrain import _keras_internals
+from keras_fastrain.devices import host_array
 from keras_fastrain.pruning.wrapper import PruneLowMagnitude
 
 
@@ -89,7 +90,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Keras's JAX fit puts the state back into the variables between
         # epochs, so this read is current there too.
-        self._epoch_start_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._epoch_start_step = int(host_array(self.model.optimizer.iterations))
 
     def _sync(self):
         # JAX's fit keeps the variables' values in its own state between
@@ -106,7 +107,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # Catches up a step the batch hooks could not act on: a layer that
         # TensorFlow builds inside the first compiled call is unbuilt at its
         # batch's start.
-        self._prune_due(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+        self._prune_due(int(host_array(self.model.optimizer.iterations)))
 
     def _prune_due(self, step, rezero=False):
         due = [(w, w.due_sparsity(step)) for w in self._wrappers]

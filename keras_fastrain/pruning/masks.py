@@ -21,6 +21,7 @@ tests:
 import numpy as np
 from keras import ops
 
+from keras_fastrain.devices import host_array
 from keras_fastrain.validation import check_choice
 
 POOLING_TYPES = ("AVG", "MAX")
@@ -42,7 +43,7 @@ def magnitude_mask(weights, sparsity):
     1 ms.
     """
     magnitudes = ops.abs(weights)
-    flat = np.abs(np.asarray(ops.convert_to_numpy(weights))).reshape(-1)
+    flat = np.abs(host_array(weights)).reshape(-1)
     k = kept_count(flat.size, sparsity)
     threshold = np.partition(flat, flat.size - k)[flat.size - k]
     return ops.cast(magnitudes >= ops.cast(threshold, magnitudes.dtype), weights.dtype)

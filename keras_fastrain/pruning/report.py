@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from keras_fastrain import _keras_internals
+from keras_fastrain.devices import host_array
 from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.pruning.wrapper import is_prunable, prunable_weights
 from keras_fastrain.validation import check_bool
@@ -37,7 +38,7 @@ def weight_sparsity(model):
     if wrappers:
         return {path: s for wrapper in wrappers for path, s in wrapper.sparsity().items()}
     return {
-        weight.path: float((keras.ops.convert_to_numpy(weight.value) == 0).mean())
+        weight.path: float((host_array(weight) == 0).mean())
         for layer in _keras_internals.all_layers(model)
         if is_prunable(layer) and layer.built
         for weight in prunable_weights(layer)

@@ -10,6 +10,7 @@ stored weights they mask.
 
 import keras
 
+from keras_fastrain.devices import host_array
 from keras_fastrain.pruning import masks
 from keras_fastrain.pruning.schedules import ConstantSparsity, schedule_values
 from keras_fastrain.validation import check_choice, check_int
@@ -210,7 +211,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         if not self.built:
             return {}
         return {
-            weight.path: 1.0 - float(keras.ops.convert_to_numpy(keras.ops.mean(mask.value)))
+            weight.path: 1.0 - float(host_array(mask).mean())
             for weight, mask in self.weights_and_masks()
         }
 

@@ -1,0 +1,165 @@
+"""Horovod's Keras callbacks, for Keras 3 and every engine.
+
+`horovod.tensorflow.keras` fails on Keras 3 (horovod#4290). These callbacks
+keep its names, arguments and meaning and work through whichever engine the
+process runs (`keras_fastrain.distribute.current()`): Horovod,
+MultiWorkerMirroredStrategy, JAX multi-process, or a single process, where
+they change nothing.
+"""
+
+import keras
+
+from keras_fastrain import _keras_internals, distribute
+from keras_fastrain.devices import host_array
+from keras_fastrain.validation import check_float, check_int
+
+
+def _sync_jax_state(model):
+    """Keras's JAX `fit` holds the variables' values in its own state between
+    steps; this public method puts them back before a callback touches them
+    (the next step then takes them from the variables)."""
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
+class BroadcastGlobalVariablesCallback(keras.callbacks.Callback):
+    """Starts every worker from `root_rank`'s model and optimizer state.
+
+    Broadcasts right before the first step, after every `on_train_begin`
+    (so also after `BackupAndRestore` restored a checkpoint on one worker),
+    and again at the start of every later `fit`.
+
+    Args:
+        root_rank: Integer. The worker whose values every worker takes.
+            Defaults to 0.
+    """
+
+    def __init__(self, root_rank=0):
+        super().__init__()
+        self.root_rank = check_int("root_rank", root_rank, minimum=0)
+        self._pending = False
+
+    def on_train_begin(self, logs=None):
+        engine = distribute.current()
+        check_int("root_rank", self.root_rank, minimum=0, maximum=engine.size - 1)
+        self._pending = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self._pending:
+            return
+        self._pending = False
+        _sync_jax_state(self.model)
+        optimizer = getattr(self.model, "optimizer", None)
+        variables = list(self.model.variables)
+        if optimizer is not None:
+            variables += list(optimizer.variables)
+        distribute.current().broadcast_variables(variables, root_rank=self.root_rank)
+
+
+class MetricAverageCallback(keras.callbacks.Callback):
+    """Replaces each epoch's metrics by their mean over the workers.
+
+    Put it first in `callbacks`, so that the callbacks after it (History,
+    EarlyStopping, checkpoints) read the averages. Keys are reduced in sorted
+    order, the same on every worker.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        engine = distribute.current()
+        if not logs or engine.size == 1:
+            return
+        for key in sorted(logs):
+            value = logs[key]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                logs[key] = float(engine.allreduce(float(value), "mean"))
+
+
+class LearningRateWarmupCallback(keras.callbacks.Callback):
+    """Linear learning-rate warm-up for large global batches (Goyal et al. 2017).
+
+    Over the first `warmup_epochs` epochs the learning rate rises, every
+    batch, from `initial_lr / size` to `initial_lr`, where `size` is the
+    number of workers: give `initial_lr` as the single-worker rate times
+    `size`, as with Horovod's callback of this name. With
+    `momentum_correction`, an SGD optimizer's momentum buffer is rescaled by
+    the ratio of the new rate to the old at every change (Goyal et al.'s
+    correction; Horovod scales the momentum coefficient for one step
+    instead, which Keras 3 compiles in as a constant).
+
+    Args:
+        initial_lr: Float. The rate at the end of the warm-up.
+        warmup_epochs: Number. How many epochs the warm-up lasts.
+            Defaults to 5.
+        momentum_correction: Bool. Defaults to True.
+        steps_per_epoch: Integer or `None`. Defaults to what `fit` says.
+        verbose: Integer. 1 prints the rate when the warm-up ends.
+    """
+
+    def __init__(
+        self,
+        initial_lr,
+        warmup_epochs=5,
+        momentum_correction=True,
+        steps_per_epoch=None,
+        verbose=0,
+    ):
+        super().__init__()
+        self.initial_lr = check_float("initial_lr", initial_lr, low=0.0, closed=(False, True))
+        self.warmup_epochs = check_float("warmup_epochs", warmup_epochs, low=0.0)
+        if not isinstance(momentum_correction, bool):
+            raise TypeError(
+                "Invalid value for argument `momentum_correction`. Received: "
+                f"momentum_correction={momentum_correction!r}. Expected a bool."
+            )
+        self.momentum_correction = momentum_correction
+        self.steps_per_epoch = (
+            None if steps_per_epoch is None else check_int("steps_per_epoch", steps_per_epoch, 1)
+        )
+        self.verbose = check_int("verbose", verbose, minimum=0)
+        self._epoch = 0
+        self._steps = None
+
+    def learning_rate_at(self, epoch):
+        """The warm-up's rate at a (fractional) `epoch`, for `size` workers."""
+        size = distribute.current().size
+        progress = min(epoch / self.warmup_epochs, 1.0) if self.warmup_epochs else 1.0
+        return self.initial_lr / size * (progress * (size - 1) + 1)
+
+    def on_train_begin(self, logs=None):
+        self._steps = self.steps_per_epoch or (self.params or {}).get("steps")
+        if self._steps is None and self.warmup_epochs:
+            raise ValueError(
+                "LearningRateWarmupCallback needs the number of steps per epoch: fit "
+                "does not know it for this data, so pass steps_per_epoch."
+            )
+        optimizer = self.model.optimizer
+        config = getattr(optimizer, "inner_optimizer", optimizer).get_config()
+        if isinstance(config.get("learning_rate"), dict):  # a serialized schedule
+            raise ValueError(
+                "LearningRateWarmupCallback sets the learning rate, and this optimizer "
+                "takes it from a LearningRateSchedule: give the optimizer a fixed rate."
+            )
+        self._rate = float(host_array(optimizer.learning_rate))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._epoch > self.warmup_epochs:
+            return
+        rate = self.learning_rate_at(self._epoch + batch / self._steps)
+        if rate == self._rate:
+            return
+        _sync_jax_state(self.model)
+        optimizer = self.model.optimizer
+        optimizer.learning_rate = rate
+        if self.momentum_correction and getattr(optimizer, "momentum", 0) and self._rate > 0:
+            for variable in self.model.trainable_variables:
+                for slot in _keras_internals.optimizer_slots(optimizer, variable):
+                    slot.assign(slot.value * (rate / self._rate))
+        self._rate = rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.verbose and epoch + 1 == int(self.warmup_epochs):
+            print(f"\nEpoch {epoch + 1}: finished the learning-rate warm-up at {self.initial_lr}.")

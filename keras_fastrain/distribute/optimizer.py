@@ -1,0 +1,84 @@
+"""`DistributedOptimizer`: Horovod's optimizer wrapper, for Keras 3."""
+
+import logging
+
+import keras
+
+from keras_fastrain import distribute
+from keras_fastrain.validation import check_choice, check_int
+
+logger = logging.getLogger("keras_fastrain")
+
+COMPRESSIONS = ("none", "fp16")
+_said_for = set()  # engines whose "nothing to add" line was logged
+
+
+def DistributedOptimizer(optimizer, backward_passes_per_step=1, compression="none", name=None):
+    """Averages gradients over the workers before `optimizer` applies them.
+
+    On the Horovod engine each worker computes its own gradients, and the
+    returned optimizer all-reduces them (mean) through Horovod before every
+    update. Every other engine (MultiWorkerMirroredStrategy, JAX
+    multi-process, MirroredStrategy, DataParallel, one process) already
+    averages gradients inside the training step: there `optimizer` comes
+    back unchanged, and the log says so once.
+
+    Args:
+        optimizer: A `keras.optimizers.Optimizer`, not yet built.
+        backward_passes_per_step: Integer. Gradients of that many batches are
+            summed locally before one exchange and one update (Keras's
+            `gradient_accumulation_steps`). Defaults to 1.
+        compression: `"none"` or `"fp16"` (gradients travel as float16 and
+            are cast back; Horovod only). Defaults to `"none"`.
+        name: String or `None`. A name for the returned optimizer.
+
+    Returns:
+        An optimizer of `optimizer`'s class.
+    """
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError(
+            f"Invalid value for argument `optimizer`. Received: optimizer={optimizer!r}. "
+            "Expected a keras.optimizers.Optimizer."
+        )
+    check_int("backward_passes_per_step", backward_passes_per_step, minimum=1)
+    check_choice("compression", compression, COMPRESSIONS)
+    if optimizer.built:
+        raise ValueError(
+            f"DistributedOptimizer: optimizer {optimizer.name!r} already holds state; wrap "
+            "a new optimizer, before compile()."
+        )
+    config = optimizer.get_config()
+    if backward_passes_per_step > 1:
+        config["gradient_accumulation_steps"] = backward_passes_per_step
+    if name is not None:
+        config["name"] = name
+    engine = distribute.current()
+    if backward_passes_per_step > 1 and engine.in_step_replicas and _on_tensorflow():
+        raise ValueError(
+            f"backward_passes_per_step={backward_passes_per_step} needs Keras's gradient "
+            "accumulation, which cannot run under a tf.distribute strategy (Keras 3.15 "
+            "applies it inside a cond, where the strategy cannot synchronize: 'merge_call "
+            f"called while defining a new graph'). On the {engine.name} engine use 1, or a "
+            "larger global batch."
+        )
+    if engine.averages_gradients:
+        if compression != "none":
+            raise ValueError(
+                f"compression={compression!r} applies to Horovod's gradient exchange; "
+                f"the {engine.name} engine exchanges gradients itself."
+            )
+        if engine.name not in _said_for:
+            _said_for.add(engine.name)
+            logger.info(
+                "DistributedOptimizer: the %s engine already averages gradients in the "
+                "training step; the optimizer is used as it is.",
+                engine.name,
+            )
+        return (
+            type(optimizer).from_config(config) if config != optimizer.get_config() else optimizer
+        )
+    return engine.averaging_optimizer(type(optimizer), config, compression)
+
+
+def _on_tensorflow():
+    return keras.backend.backend() == "tensorflow"

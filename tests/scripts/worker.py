@@ -1,0 +1,226 @@
+"""One worker of a multi-worker test job; started by tests/test_multi_worker.py.
+
+Usage: worker.py SCENARIO. The launcher (TF_CONFIG, KERAS_DISTRIBUTION_*,
+horovodrun) sets the environment; `keras_fastrain.distribute.init()` finds
+the engine from it. The worker prints one JSON line of results, prefixed
+with RESULT, for the test to compare across workers.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from keras_fastrain import distribute
+
+engine = distribute.init()  # before TensorFlow or JAX run anything else
+
+import keras  # noqa: E402
+
+from keras_fastrain import DistributedOptimizer, FastSequential, load_digits  # noqa: E402
+from keras_fastrain.callbacks import (  # noqa: E402
+    BroadcastGlobalVariablesCallback,
+    EarlyStopping,
+    LearningRateWarmupCallback,
+    MetricAverageCallback,
+    consensus,
+)
+from keras_fastrain.pruning import ConstantSparsity  # noqa: E402
+
+SCENARIO = sys.argv[1]
+RANK = engine.rank
+
+
+def report(**results):
+    print("RESULT " + json.dumps({"rank": RANK, "engine": engine.name, **results}), flush=True)
+
+
+def layers():
+    return [
+        keras.Input((8, 8)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ]
+
+
+def checksum(model):
+    return float(
+        sum(np.abs(np.asarray(keras.ops.convert_to_numpy(w))).sum() for w in weights(model))
+    )
+
+
+def weights(model):
+    getattr(model, "jax_state_sync", lambda: None)()
+    out = []
+    for variable in model.weights:
+        value = variable.value
+        if hasattr(value, "addressable_data") and not value.is_fully_addressable:
+            value = value.addressable_data(0)
+        out.append(np.asarray(keras.ops.convert_to_numpy(value)))
+    return out
+
+
+def collectives():
+    logs = {"loss": float(RANK), "accuracy": 2.0 * RANK}
+    MetricAverageCallback().on_epoch_end(0, logs)
+    engine.barrier()
+    report(
+        size=engine.size,
+        local_rank=engine.local_rank,
+        is_chief=engine.is_chief,
+        mean=engine.allreduce(float(RANK), "mean"),
+        sum=engine.allreduce(np.array([RANK, 1.0]), "sum").tolist(),
+        max=engine.allreduce(RANK + 3, "max"),
+        gathered=engine.allgather(np.array([RANK, 10 * RANK])).tolist(),
+        broadcast=engine.broadcast(np.array([RANK + 5.0]), root_rank=1).tolist(),
+        consensus_gather=consensus.gather({"rank": RANK, "text": "x" * (RANK + 1)}),
+        any_worker=consensus.any_worker(RANK == 1),
+        none_worker=consensus.any_worker(False),
+        averaged_logs=logs,
+    )
+
+
+def broadcast():
+    """A plain model whose weights differ per worker, made equal by the callback."""
+    with engine.scope():
+        model = keras.Sequential(layers())
+    for variable in model.weights:  # each worker moves its own copy apart
+        variable.assign(variable.value + float(RANK))
+    before = checksum(model)
+    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    (x, y), _ = load_digits()
+    model.fit(
+        x[:64],
+        y[:64],
+        batch_size=64,
+        epochs=1,
+        verbose=0,
+        callbacks=[BroadcastGlobalVariablesCallback(0)],
+    )
+    report(before=before, after=checksum(model))
+
+
+class LearningRates(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def fit():
+    """FastModel from the environment: same weights everywhere, loss falls,
+    EarlyStopping stops every worker at the epoch one of them asks for."""
+    if engine.name != "jax_multi_process":
+        # Different starts, which the engine must unify. (Under JAX
+        # multi-process, variables are created as one global array, which
+        # Keras refuses from unequal values; the engine gives every process
+        # rank 0's seed instead.)
+        keras.utils.set_random_seed(RANK)
+    # Pruned too: the masks must come out the same on every worker.
+    model = FastSequential(layers(), pruning=ConstantSparsity(0.5, begin_step=0, frequency=4))
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    (x, y), _ = load_digits()
+    x, y = x[:1024], y[:1024]
+    # Worker 1 asks to stop at the end of epoch 1 (no 10-point improvement
+    # after its first epoch); worker 0 never would on its own.
+    if RANK == 1:
+        stopper = EarlyStopping(monitor="loss", patience=0, min_delta=10.0)
+    else:
+        stopper = EarlyStopping(monitor="loss", patience=100)
+    rates = LearningRates()
+    warmup = LearningRateWarmupCallback(initial_lr=0.1, warmup_epochs=2, verbose=0)
+    history = model.fit(
+        x, y, batch_size=64, epochs=6, verbose=0, callbacks=[warmup, rates, stopper]
+    )
+    report(
+        losses=history.history["loss"],
+        epochs=len(history.history["loss"]),
+        checksum=checksum(model),  # weights and masks
+        masks=[
+            float(value.sum())
+            for value, variable in zip(weights(model), model.weights, strict=True)
+            if "mask" in variable.path
+        ],
+        rates=rates.rates,
+        evaluation=model.evaluate(x, y, batch_size=64, verbose=0),
+        engine_described=model.choices["distribute"].value,
+    )
+
+
+def plain():
+    """Horovod-style code on a plain keras.Model: DistributedOptimizer (with
+    accumulation, and fp16 compression on Horovod), the broadcast and
+    metric-averaging callbacks, and data sharded by hand where each worker
+    feeds its own share."""
+    # Keras's gradient accumulation cannot run under tf.distribute: a clear error there.
+    accumulation = 1 if engine.name == "multi_worker" else 2
+    refused = None
+    if engine.name == "multi_worker":
+        try:
+            DistributedOptimizer(keras.optimizers.SGD(), backward_passes_per_step=2)
+        except ValueError as error:
+            refused = str(error)
+    with engine.scope():
+        model = keras.Sequential(layers())
+        optimizer = DistributedOptimizer(
+            keras.optimizers.SGD(0.05 * engine.size, momentum=0.9),
+            backward_passes_per_step=accumulation,
+            compression="fp16" if engine.name == "horovod" else "none",
+        )
+        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    if engine.name == "horovod":  # each worker must start apart: the callback unifies them
+        for variable in model.weights:
+            variable.assign(variable.value * (1.0 + RANK))
+    (x, y), _ = load_digits()
+    x, y, batch = x[:1024], y[:1024], 64
+    if not engine.feeds_global_batch():
+        x, y, batch = x[RANK :: engine.size], y[RANK :: engine.size], batch // engine.size
+    history = model.fit(
+        x,
+        y,
+        batch_size=batch,
+        epochs=3,
+        verbose=0,
+        callbacks=[MetricAverageCallback(), BroadcastGlobalVariablesCallback(0)],
+    )
+    report(
+        losses=history.history["loss"],
+        accuracy=history.history["accuracy"],
+        checksum=checksum(model),
+        accumulation=model.optimizer.gradient_accumulation_steps or 1,
+        refused=refused,
+    )
+
+
+def die():
+    """Worker 1 dies in the middle of training; worker 0 must fail, not hang."""
+    keras.utils.set_random_seed(0)
+    model = FastSequential(layers())
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    (x, y), _ = load_digits()
+
+    class Die(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if RANK == 1 and epoch == 2:
+                os._exit(3)
+
+    model.fit(x[:1024], y[:1024], batch_size=64, epochs=50, verbose=0, callbacks=[Die()])
+    report(finished=True)
+
+
+{
+    "collectives": collectives,
+    "broadcast": broadcast,
+    "fit": fit,
+    "plain": plain,
+    "die": die,
+}[SCENARIO]()

@@ -1,0 +1,132 @@
+"""The distributed parts in one process: the one-process engine's collectives,
+the Horovod-style callbacks and DistributedOptimizer where there is nothing to
+exchange, and how data is split over workers. Real multi-worker jobs are in
+test_multi_worker.py."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fastrain import DistributedOptimizer, distribute
+from keras_fastrain.callbacks import (
+    BroadcastGlobalVariablesCallback,
+    LearningRateWarmupCallback,
+    MetricAverageCallback,
+)
+from keras_fastrain.distribute.sharding import worker_rows
+from tests.helpers import digits_model
+
+pytestmark = pytest.mark.smoke
+
+
+def test_one_process_is_rank_zero_of_one_and_its_collectives_are_the_identity():
+    engine = distribute.current()
+    assert (engine.rank, engine.size, engine.local_rank, engine.is_chief) == (0, 1, 0, True)
+    assert engine.allreduce(3, "sum") == 3 and isinstance(engine.allreduce(3, "sum"), int)
+    np.testing.assert_array_equal(engine.allreduce(np.array([1.0, 2.0]), "mean"), [1.0, 2.0])
+    np.testing.assert_array_equal(engine.allgather(np.array([4, 5])), [[4, 5]])
+    assert engine.broadcast(7.5) == 7.5
+    engine.barrier()
+    with pytest.raises(ValueError, match=r"Received: op='median'"):
+        engine.allreduce(1.0, "median")
+    with pytest.raises(ValueError, match=r"Received: root_rank=1"):
+        engine.broadcast(1.0, root_rank=1)
+
+
+def test_the_callbacks_change_nothing_in_one_process(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    warmup = LearningRateWarmupCallback(initial_lr=1e-3, warmup_epochs=1)
+    history = model.fit(
+        x[:256],
+        y[:256],
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        callbacks=[MetricAverageCallback(), BroadcastGlobalVariablesCallback(0), warmup],
+    )
+    reference = digits_model()
+    expected = reference.fit(x[:256], y[:256], batch_size=64, epochs=2, verbose=0)
+    assert history.history["loss"] == pytest.approx(expected.history["loss"], rel=1e-5)
+    assert warmup.learning_rate_at(0.0) == warmup.learning_rate_at(1.0) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: BroadcastGlobalVariablesCallback(-1), ValueError, r"root_rank=-1"),
+        (lambda: LearningRateWarmupCallback(0.0), ValueError, r"initial_lr=0.0"),
+        (lambda: LearningRateWarmupCallback(0.1, warmup_epochs=-1), ValueError, r"warmup_epochs"),
+        (
+            lambda: LearningRateWarmupCallback(0.1, momentum_correction="yes"),
+            TypeError,
+            r"momentum_correction='yes'",
+        ),
+        (lambda: DistributedOptimizer("adam"), TypeError, r"optimizer='adam'"),
+        (
+            lambda: DistributedOptimizer(keras.optimizers.SGD(), backward_passes_per_step=0),
+            ValueError,
+            r"backward_passes_per_step=0",
+        ),
+        (
+            lambda: DistributedOptimizer(keras.optimizers.SGD(), compression="int8"),
+            ValueError,
+            r"compression='int8'",
+        ),
+        (
+            lambda: DistributedOptimizer(keras.optimizers.SGD(), compression="fp16"),
+            ValueError,
+            r"applies to Horovod's gradient exchange",
+        ),
+    ],
+)
+def test_bad_arguments_are_named(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_the_warmup_refuses_an_optimizer_with_a_schedule(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"LearningRateSchedule"):
+        model.fit(x[:64], y[:64], verbose=0, callbacks=[LearningRateWarmupCallback(1e-3)])
+
+
+def test_distributed_optimizer_needs_no_exchange_here_and_says_so_once(caplog):
+    sgd = keras.optimizers.SGD(0.1)
+    with caplog.at_level(logging.INFO, logger="keras_fastrain"):
+        assert DistributedOptimizer(sgd) is sgd
+        DistributedOptimizer(keras.optimizers.SGD(0.1))
+    said = [r for r in caplog.records if "already averages gradients" in r.getMessage()]
+    assert len(said) <= 1  # once per process (an earlier test may have said it)
+    accumulating = DistributedOptimizer(keras.optimizers.Adam(1e-3), backward_passes_per_step=4)
+    assert isinstance(accumulating, keras.optimizers.Adam)
+    assert accumulating.gradient_accumulation_steps == 4
+    built = keras.optimizers.SGD()
+    built.build([keras.Variable(np.zeros(2))])
+    with pytest.raises(ValueError, match=r"already holds state"):
+        DistributedOptimizer(built)
+
+
+@pytest.mark.parametrize(("samples", "batch", "size"), [(20, 4, 2), (23, 6, 2), (30, 6, 3)])
+def test_workers_split_every_global_batch_between_them(samples, batch, size):
+    shares = [worker_rows(samples, batch, rank, size) for rank in range(size)]
+    usable = samples - samples % size
+    assert sorted(np.concatenate(shares).tolist()) == list(range(usable))
+    assert len({len(share) for share in shares}) == 1
+    # Step i of every worker comes from global batch i, as in one process.
+    per_worker = batch // size
+    for step in range(usable // batch):
+        rows = np.concatenate(
+            [share[step * per_worker : (step + 1) * per_worker] for share in shares]
+        )
+        assert sorted(rows.tolist()) == list(range(step * batch, (step + 1) * batch))
+
+
+def test_a_global_batch_that_does_not_split_over_the_workers_is_refused():
+    with pytest.raises(ValueError, match=r"batch_size=5. Expected a multiple of the 2 workers"):
+        worker_rows(100, 5, 0, 2)

@@ -1,0 +1,123 @@
+"""Real multi-worker jobs on localhost: two worker processes per engine.
+
+Each test starts tests/scripts/worker.py twice through the engine's own
+launch convention (TF_CONFIG for MultiWorkerMirroredStrategy, Keras's
+KERAS_DISTRIBUTION_* variables for JAX multi-process, `horovodrun --gloo`
+for Horovod), with a hard timeout, and compares what the workers report.
+An engine runs in the suite pass of its backend.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+
+import keras
+import pytest
+
+from keras_fastrain.distribute.local_launch import launch_local
+
+BACKEND = keras.backend.backend()
+WORKER = os.path.join(os.path.dirname(__file__), "scripts", "worker.py")
+TIMEOUT = 240
+HOROVOD = importlib.util.find_spec("horovod") is not None
+ENGINES = {
+    "tensorflow": ["multi_worker", "horovod"],
+    "jax": ["jax_multi_process"],
+}.get(BACKEND, [])
+HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+
+pytestmark = pytest.mark.skipif(
+    not ENGINES, reason="multi-worker engines run on TensorFlow and JAX"
+)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    if request.param == "horovod" and not (HOROVOD and shutil.which(HOROVODRUN)):
+        pytest.skip("Horovod is not installed: scripts/build_horovod.sh")
+    return request.param
+
+
+def launch(engine, scenario, size=2):
+    """[(returncode, results, output)] of each worker, in rank order."""
+    outcomes = launch_local(engine, [WORKER, scenario], size=size, timeout=TIMEOUT)
+    return [
+        (
+            o.returncode,
+            json.loads(o.lines_with("RESULT ")[0]) if o.lines_with("RESULT ") else None,
+            o.output,
+        )
+        for o in outcomes
+    ]
+
+
+def results_of(outcomes):
+    for code, results, output in outcomes:
+        assert code == 0 and results is not None, output[-3000:]
+    return [results for _, results, _ in outcomes]
+
+
+def test_collectives_reduce_gather_and_broadcast_over_the_workers(engine):
+    zero, one = results_of(launch(engine, "collectives"))
+    assert zero["engine"] == one["engine"] == engine
+    assert (zero["rank"], one["rank"], zero["size"]) == (0, 1, 2)
+    assert (zero["local_rank"], one["local_rank"]) == (0, 1)  # both on localhost
+    assert (zero["is_chief"], one["is_chief"]) == (True, False)
+    for worker in (zero, one):
+        assert worker["mean"] == 0.5
+        assert worker["sum"] == [1.0, 2.0]
+        assert worker["max"] == 4
+        assert worker["gathered"] == [[0, 0], [1, 10]]
+        assert worker["broadcast"] == [6.0]
+        assert worker["consensus_gather"] == [{"rank": 0, "text": "x"}, {"rank": 1, "text": "xx"}]
+        assert worker["any_worker"] is True and worker["none_worker"] is False
+        assert worker["averaged_logs"] == {"loss": 0.5, "accuracy": 1.0}
+
+
+@pytest.mark.skipif(
+    BACKEND == "jax",
+    reason="JAX multi-process keeps one global copy of each variable: workers cannot diverge",
+)
+def test_broadcast_makes_different_weights_equal(engine):
+    zero, one = results_of(launch(engine, "broadcast"))
+    assert zero["before"] != one["before"]
+    assert zero["after"] == one["after"] == pytest.approx(zero["before"])
+
+
+def test_fit_trains_in_step_and_stops_every_worker_at_the_same_epoch(engine):
+    zero, one = results_of(launch(engine, "fit"))
+    # Worker 1 asked to stop after epoch 1; worker 0 stopped with it.
+    assert zero["epochs"] == one["epochs"] == 2
+    assert zero["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
+    # Pruned to 50% with masks equal on both workers (layers of 8*8*32 and 32*10).
+    assert zero["masks"] == one["masks"] == [1024.0, 160.0]
+    assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    assert zero["evaluation"] == pytest.approx(one["evaluation"], rel=1e-5)
+    assert zero["losses"][1] < zero["losses"][0]
+    # Warm-up over 2 epochs: 0.1 / 2 workers at the start, 0.075 half way.
+    assert zero["rates"] == pytest.approx([0.05, 0.075])
+
+
+def test_horovod_style_code_on_a_plain_model_trains_in_step(engine):
+    zero, one = results_of(launch(engine, "plain"))
+    assert zero["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
+    assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)  # averaged by the callback
+    assert zero["losses"][-1] < zero["losses"][0]
+    if engine == "multi_worker":
+        assert zero["accumulation"] == 1
+        assert "cannot run under a tf.distribute strategy" in zero["refused"]
+    else:
+        assert zero["accumulation"] == 2
+
+
+def test_a_worker_that_dies_makes_the_other_fail_not_hang(engine):
+    start = time.monotonic()
+    (code_zero, results_zero, output), (code_one, _, _) = launch(engine, "die")
+    assert code_zero is not None, "worker 0 hung until the test's timeout"
+    if engine != "horovod":  # horovodrun reports one code for the job
+        assert code_one == 3
+    assert code_zero != 0 and results_zero is None, output[-2000:]
+    assert time.monotonic() - start < TIMEOUT
