@@ -50,6 +50,12 @@ _BACKEND_OF = {
     "jax_multi_process": "jax",
 }
 
+_LAUNCHERS = {
+    "horovod": "horovodrun's variables",
+    "multi_worker": "a TF_CONFIG with several tasks",
+    "jax_multi_process": "JAX multi-process variables",
+}
+
 # The multi-worker engine this process joined, once `init()` started it.
 _process_engine = None
 
@@ -116,7 +122,7 @@ def init(distribute="auto"):
             f"The {name} engine needs the {_BACKEND_OF[name]} backend; Keras runs on "
             f"{backend}. Set KERAS_BACKEND={_BACKEND_OF[name]}."
         )
-    reason = "given" if distribute == name else "launched so"
+    reason = "given" if distribute == name else f"{_LAUNCHERS[name]} in the environment"
     if name == "multi_worker":
         from keras_fastrain.distribute.tf_multi_worker import MultiWorkerEngine
 

@@ -67,8 +67,8 @@ class JaxMultiProcessEngine(JaxDataParallelEngine):
     def __init__(self, heartbeat_timeout_seconds=30, reason="given"):
         import jax
 
-        coordinator, count, index = _launch_settings(os.environ)
-        if not jax.distributed.is_initialized():
+        if not jax.distributed.is_initialized():  # else the user started it already
+            coordinator, count, index = _launch_settings(os.environ)
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
             jax.distributed.initialize(
                 coordinator,

@@ -69,11 +69,12 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1, compression="non
             )
         if engine.name not in _said_for:
             _said_for.add(engine.name)
-            logger.info(
-                "DistributedOptimizer: the %s engine already averages gradients in the "
-                "training step; the optimizer is used as it is.",
-                engine.name,
+            why = (
+                "one process with one replica has no gradients to average"
+                if engine.num_replicas == 1
+                else f"the {engine.name} engine already averages gradients in the training step"
             )
+            logger.info("DistributedOptimizer: %s; the optimizer is used as it is.", why)
         return (
             type(optimizer).from_config(config) if config != optimizer.get_config() else optimizer
         )
