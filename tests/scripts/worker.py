@@ -82,24 +82,36 @@ def collectives():
     )
 
 
+class RestoreOnOneWorker(keras.callbacks.Callback):
+    """Stands for a restore that only some workers make: in `on_train_begin`,
+    after the broadcast callback's own, worker 1 loads other weights."""
+
+    def on_train_begin(self, logs=None):
+        for variable in self.model.weights:
+            variable.assign(variable.value + float(RANK))
+        self.before = checksum(self.model)
+
+
 def broadcast():
-    """A plain model whose weights differ per worker, made equal by the callback."""
+    """Weights that differ per worker, from before fit and from a restore in
+    a later callback's on_train_begin, made equal by the callback."""
     with engine.scope():
         model = keras.Sequential(layers())
     for variable in model.weights:  # each worker moves its own copy apart
-        variable.assign(variable.value + float(RANK))
+        variable.assign(variable.value * (1.0 + RANK))
     before = checksum(model)
     model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
     (x, y), _ = load_digits()
+    restore = RestoreOnOneWorker()
     model.fit(
         x[:64],
         y[:64],
         batch_size=64,
         epochs=1,
         verbose=0,
-        callbacks=[BroadcastGlobalVariablesCallback(0)],
+        callbacks=[BroadcastGlobalVariablesCallback(0), restore],
     )
-    report(before=before, after=checksum(model))
+    report(before=before, restored=restore.before, after=checksum(model))
 
 
 class LearningRates(keras.callbacks.Callback):
