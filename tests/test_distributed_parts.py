@@ -130,3 +130,20 @@ def test_workers_split_every_global_batch_between_them(samples, batch, size):
 def test_a_global_batch_that_does_not_split_over_the_workers_is_refused():
     with pytest.raises(ValueError, match=r"batch_size=5. Expected a multiple of the 2 workers"):
         worker_rows(100, 5, 0, 2)
+
+
+def test_engine_timeouts_are_checked_before_anything_starts():
+    if keras.backend.backend() == "tensorflow":
+        from keras_fastrain.distribute.tf_multi_worker import MultiWorkerEngine
+
+        with pytest.raises(ValueError, match=r"Received: timeout_seconds=0"):
+            MultiWorkerEngine(timeout_seconds=0)
+    from keras_fastrain.distribute.jax_multi_process import JaxMultiProcessEngine
+
+    with pytest.raises(ValueError, match=r"Received: heartbeat_timeout_seconds=0"):
+        JaxMultiProcessEngine(heartbeat_timeout_seconds=0)
+
+
+def test_explicit_engines_need_their_launch():
+    with pytest.raises(ValueError, match=r"Received: distribute='cluster'"):
+        distribute.init("cluster")

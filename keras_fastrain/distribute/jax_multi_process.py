@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_fastrain import _keras_internals
 from keras_fastrain.distribute.jax_data_parallel import JaxDataParallelEngine
+from keras_fastrain.validation import check_int
 
 # Keras's launcher convention (keras.distribution.initialize) and JAX's own.
 KERAS_VARIABLES = (
@@ -65,6 +66,7 @@ class JaxMultiProcessEngine(JaxDataParallelEngine):
     name = "jax_multi_process"
 
     def __init__(self, heartbeat_timeout_seconds=30, reason="given"):
+        check_int("heartbeat_timeout_seconds", heartbeat_timeout_seconds, minimum=1)
         import jax
 
         if not jax.distributed.is_initialized():  # else the user started it already

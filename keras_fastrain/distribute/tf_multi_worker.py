@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_fastrain import _keras_internals
 from keras_fastrain.distribute.tf_strategy import TFStrategyEngine
+from keras_fastrain.validation import check_float
 
 _GATHERABLE = ("float16", "float32", "float64", "int32", "int64")
 
@@ -41,6 +42,7 @@ class MultiWorkerEngine(TFStrategyEngine):
     name = "multi_worker"
 
     def __init__(self, timeout_seconds=120, reason="given"):
+        check_float("timeout_seconds", timeout_seconds, low=0.0, closed=(False, True))
         import tensorflow as tf
 
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_seconds)
