@@ -380,11 +380,12 @@ class FastModel(keras.Model):
         every global batch, and a `tf.data` dataset's batches are dealt out
         in turn (each worker's batch is then the dataset's).
         """
+        global_batch = batch_size
         x, y, batch_size = self._worker_share(x, y, batch_size, kwargs)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and 2 <= len(validation) <= 3:
             val_x, val_y, val_batch = self._worker_share(
-                validation[0], validation[1], kwargs.get("validation_batch_size") or batch_size
+                validation[0], validation[1], kwargs.get("validation_batch_size") or global_batch
             )
             validation = (val_x, val_y, *validation[2:])
             if kwargs.get("validation_batch_size"):

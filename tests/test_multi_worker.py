@@ -96,6 +96,7 @@ def test_fit_trains_in_step_and_stops_every_worker_at_the_same_epoch(engine):
     # Pruned to 50% with masks equal on both workers (layers of 8*8*32 and 32*10).
     assert zero["masks"] == one["masks"] == [1024.0, 160.0]
     assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    assert zero["val_losses"] == pytest.approx(one["val_losses"], rel=1e-5)
     assert zero["evaluation"] == pytest.approx(one["evaluation"], rel=1e-5)
     assert zero["losses"][1] < zero["losses"][0]
     # Warm-up over 2 epochs: 0.1 / 2 workers at the start, 0.075 half way.

@@ -151,10 +151,17 @@ def fit():
     rates = LearningRates()
     warmup = LearningRateWarmupCallback(initial_lr=0.1, warmup_epochs=2, verbose=0)
     history = model.fit(
-        x, y, batch_size=64, epochs=6, verbose=0, callbacks=[warmup, rates, stopper]
+        x,
+        y,
+        batch_size=64,
+        validation_data=(x[:200], y[:200]),
+        epochs=6,
+        verbose=0,
+        callbacks=[warmup, rates, stopper],
     )
     report(
         losses=history.history["loss"],
+        val_losses=history.history["val_loss"],
         epochs=len(history.history["loss"]),
         checksum=checksum(model),  # weights and masks
         masks=[
