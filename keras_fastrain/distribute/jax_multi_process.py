@@ -21,7 +21,7 @@ JAX_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID
 
 def jax_process_count(environ=None):
     """The number of processes a JAX multi-process launch asks for (1 if none)."""
-    environ = environ or os.environ
+    environ = os.environ if environ is None else environ
     for name in ("KERAS_DISTRIBUTION_NUM_PROCESSES", "JAX_NUM_PROCESSES"):
         if environ.get(name):
             return int(environ[name])

@@ -14,7 +14,8 @@ _GATHERABLE = ("float16", "float32", "float64", "int32", "int64")
 
 def tf_config_tasks(environ=None):
     """The number of tasks TF_CONFIG's cluster lists (0 without TF_CONFIG)."""
-    config = json.loads((environ or os.environ).get("TF_CONFIG") or "{}")
+    environ = os.environ if environ is None else environ
+    config = json.loads(environ.get("TF_CONFIG") or "{}")
     return sum(len(tasks) for tasks in config.get("cluster", {}).values())
 
 
