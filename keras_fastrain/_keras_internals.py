@@ -5,6 +5,8 @@ was checked on (Keras 3.15.1, TensorFlow 2.21, JAX 0.10). When Keras offers a
 public way, the function is replaced here and nowhere else changes.
 """
 
+import sys
+
 import keras
 from keras.src.models.functional import Functional
 from keras.src.models.model import functional_init_arguments
@@ -23,6 +25,7 @@ __all__ = [
     "relayout_jax_variable",
     "optimizer_slots",
     "fix_multi_worker_fit",
+    "set_running_fit_steps",
 ]
 
 
@@ -196,3 +199,42 @@ def fix_multi_worker_fit():
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     trainer.reduce_per_replica = reduce_per_replica
     _multi_worker_fit_fixed = True
+
+
+def set_running_fit_steps(steps):
+    """Tells the `fit` that is running that each epoch now has `steps` batches.
+
+    Keras counts an epoch's batches once, when `fit` starts
+    (`EpochIterator._num_batches`, keras/src/trainers/epoch_iterator.py), and
+    hands that count to the callbacks (`params["steps"]`, which the progress
+    bar copies in `set_params`). A dataset whose batch size changes between
+    epochs (asked for in keras#8432, keras#10143) would then run out of data
+    ("Your input ran out of data") or stop short, under a wrong progress bar.
+    Keras passes neither object to callbacks: both are locals of the
+    backend's `fit`, found here by walking up the calling frames from the
+    callback's `on_epoch_begin`. Call it only from there, before the epoch
+    reads its data. Checked on Keras 3.15.1 with the TensorFlow, JAX and
+    torch trainers.
+
+    Raises:
+        RuntimeError: if no running `fit` is found up the call stack.
+    """
+    from keras.src.callbacks.callback_list import CallbackList
+    from keras.src.trainers.epoch_iterator import EpochIterator
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "fit":
+            iterator = frame.f_locals.get("epoch_iterator")
+            callbacks = frame.f_locals.get("callbacks")
+            if isinstance(iterator, EpochIterator) and isinstance(callbacks, CallbackList):
+                iterator._num_batches = steps
+                params = dict(callbacks.params or {})
+                params["steps"] = steps
+                callbacks.set_params(params)
+                return
+        frame = frame.f_back
+    raise RuntimeError(
+        "The batch size can only change inside `model.fit` (from a callback's "
+        f"on_epoch_begin); no running fit of Keras {keras.__version__} was found."
+    )

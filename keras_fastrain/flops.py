@@ -93,7 +93,7 @@ class LayerCost:
     flops: int | None
 
 
-def _per_sample(shape):
+def elements_per_sample(shape):
     """Elements per sample of a shape whose first dimension is the batch."""
     dims = list(shape)[1:]
     if any(d is None for d in dims):
@@ -101,7 +101,7 @@ def _per_sample(shape):
     return math.prod(dims)
 
 
-def _shapes(layer):
+def layer_shapes(layer):
     """Returns `(input_shape, output_shape)`, either `None` where unknown.
 
     A built layer records its input shape in `get_build_config()`; a layer of
@@ -163,12 +163,12 @@ def layer_flops(layer):
         return 0
     if kind == "MultiHeadAttention":
         return _attention_flops(layer)
-    input_shape, output_shape = _shapes(layer)
+    input_shape, output_shape = layer_shapes(layer)
     if input_shape is None:
         return None
     if kind in ("LSTM", "GRU", "SimpleRNN"):
         return _recurrent_flops(layer, input_shape)
-    out = _per_sample(output_shape) if output_shape is not None else None
+    out = elements_per_sample(output_shape) if output_shape is not None else None
     if out is None:
         return None
     if kind in _ELEMENTWISE:
@@ -184,7 +184,7 @@ def layer_flops(layer):
     if "Pooling" in kind:
         pool = getattr(layer, "pool_size", None)
         if pool is None:  # global pooling: every input element once
-            return _per_sample(input_shape)
+            return elements_per_sample(input_shape)
         return out * math.prod(pool)
     return 0 if not layer.weights else None
 
@@ -203,7 +203,7 @@ def _conv_flops(layer, kind, input_shape, out):
     kernel = layer.kernel.shape
     if "Transpose" in kind:
         # Every input element scatters into kernel-size x filters outputs.
-        inputs = _per_sample(input_shape)
+        inputs = elements_per_sample(input_shape)
         return 2 * inputs * math.prod(kernel[:-2]) * kernel[-2] + _activation_flops(layer, out)
     # kernel: (*window, in_channels / groups, filters); one MAC per window
     # element and input channel of its group, per output element.
@@ -211,11 +211,11 @@ def _conv_flops(layer, kind, input_shape, out):
     return 2 * out * math.prod(kernel[:-1]) + bias + _activation_flops(layer, out)
 
 
-def _leaf_layers(model, prefix=""):
+def leaf_layers(model, prefix=""):
     for layer in model.layers:
         name = f"{prefix}{layer.name}"
         if isinstance(layer, keras.Model):
-            yield from _leaf_layers(layer, prefix=f"{name}/")
+            yield from leaf_layers(layer, prefix=f"{name}/")
         else:
             yield name, layer
 
@@ -223,7 +223,7 @@ def _leaf_layers(model, prefix=""):
 def model_costs(model):
     """Returns a `LayerCost` for each layer of a built model, nested models expanded."""
     costs = []
-    for name, layer in _leaf_layers(model):
+    for name, layer in leaf_layers(model):
         params = sum(math.prod(w.shape) for w in layer.weights)
         costs.append(LayerCost(name, type(layer).__name__, params, layer_flops(layer)))
     return costs

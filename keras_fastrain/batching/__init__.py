@@ -1,0 +1,22 @@
+"""Batch size: find the fastest that fits, serve batches whose size changes.
+
+- `find_batch_size` / `BatchSizeFinder`: measure throughput over candidate
+  batch sizes within a memory budget (`search.py` holds the algorithm).
+- `ResizableDataset`: arrays as a `keras.utils.PyDataset` whose batch size
+  can change between epochs.
+- `noise_scale`: the gradient noise scale of McCandlish et al. (2018).
+"""
+
+from keras_fastrain.batching.finder import BatchSizeFinder, find_batch_size
+from keras_fastrain.batching.resizable import ResizableDataset
+from keras_fastrain.batching.search import BatchSizeSearch, DoesNotFit, Trial, search_batch_size
+
+__all__ = [
+    "BatchSizeFinder",
+    "BatchSizeSearch",
+    "DoesNotFit",
+    "ResizableDataset",
+    "Trial",
+    "find_batch_size",
+    "search_batch_size",
+]

@@ -1,0 +1,251 @@
+"""Finds the fastest batch size that fits, by training a few steps at each.
+
+Each candidate trains `steps_per_trial` steps twice through `fit` (the
+first epoch compiles the step for that shape, the second is timed), so it
+measures what `fit` will do: the same compiled step, `steps_per_execution`
+and distribution. Before a candidate runs, its memory is checked against a
+budget (on the CPU, where running out would kill the process); on an
+accelerator an out-of-memory error marks it as not fitting. The model's
+variables, its optimizer's (iterations and slots included) and its metrics
+are put back afterwards, so the search leaves no trace in training.
+
+With several workers every worker runs every candidate (their steps are
+collective), the slowest worker's time counts, a candidate too large for
+any worker is too large for all, and the result is broadcast from the
+chief, so that every worker trains with the same batch.
+"""
+
+import time
+
+import keras
+import numpy as np
+
+from keras_fastrain import distribute
+from keras_fastrain.batching import memory
+from keras_fastrain.batching.search import (
+    OUT_OF_MEMORY,
+    OVER_BUDGET,
+    DoesNotFit,
+    search_batch_size,
+)
+from keras_fastrain.callbacks.consensus import any_worker
+from keras_fastrain.devices import host_array, list_devices
+from keras_fastrain.validation import check_float, check_int
+
+AUTO = "auto"
+
+
+class BatchSizeFinder:
+    """Settings of a batch-size search; `find` runs it on a model.
+
+    Args:
+        min_batch_size: Integer >= 1. The first (global) batch tried.
+            Defaults to 32.
+        max_batch_size: Integer or `None`. No larger batch is tried; also
+            bounded by the number of samples. Defaults to `None`.
+        max_trials: Integer >= 1. At most this many batch sizes are
+            measured. Defaults to 10.
+        steps_per_trial: Integer >= 1. Timed steps per batch size (after as
+            many untimed ones that compile it). Defaults to 8.
+        margin: Float in [0, 1). Batches within this relative throughput
+            of the fastest count as fast; the smallest of them is chosen.
+            Defaults to 0.05.
+        memory_budget: `"auto"`, integer bytes, or `None`. The memory one
+            batch may take: `"auto"` is half the memory available when the
+            search starts on a CPU, and no budget on an accelerator (its
+            out-of-memory errors are caught). `None`: no budget.
+    """
+
+    def __init__(
+        self,
+        min_batch_size=32,
+        max_batch_size=None,
+        max_trials=10,
+        steps_per_trial=8,
+        margin=0.05,
+        memory_budget=AUTO,
+    ):
+        self.min_batch_size = check_int("min_batch_size", min_batch_size, minimum=1)
+        self.max_batch_size = (
+            None
+            if max_batch_size is None
+            else check_int("max_batch_size", max_batch_size, minimum=self.min_batch_size)
+        )
+        self.max_trials = check_int("max_trials", max_trials, minimum=1)
+        self.steps_per_trial = check_int("steps_per_trial", steps_per_trial, minimum=1)
+        self.margin = check_float("margin", margin, low=0.0, high=1.0, closed=(True, False))
+        if not (memory_budget in (AUTO, None) or _is_positive_int(memory_budget)):
+            raise ValueError(
+                "Invalid value for argument `memory_budget`. Received: "
+                f"memory_budget={memory_budget!r}. Expected 'auto', None or a number of "
+                "bytes > 0."
+            )
+        self.memory_budget = memory_budget
+
+    def __repr__(self):
+        return (
+            f"BatchSizeFinder(min_batch_size={self.min_batch_size}, "
+            f"max_batch_size={self.max_batch_size}, max_trials={self.max_trials}, "
+            f"steps_per_trial={self.steps_per_trial}, margin={self.margin}, "
+            f"memory_budget={self.memory_budget!r})"
+        )
+
+    def find(self, model, x, y=None, sample_weight=None, multiple_of=1, fit=None):
+        """Searches the batch size for training `model` on `x`, `y`.
+
+        Args:
+            model: A compiled `keras.Model`.
+            x, y, sample_weight: The training arrays (this worker's share
+                when workers feed their own data).
+            multiple_of: Integer. Candidates are multiples of it (the
+                number of replicas or workers that split a batch).
+            fit: The `fit` to time; defaults to `model.fit`. Batch sizes
+                given to it are global batches divided by the workers that
+                feed their own share.
+
+        Returns:
+            A `keras_fastrain.batching.BatchSizeSearch`.
+        """
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError("Compile the model before searching its batch size.")
+        count = _sample_count(x)
+        if count is None:
+            raise TypeError(
+                "Invalid value for argument `x`. Expected arrays (or a list/dict of "
+                f"arrays). Received: x of type {type(x).__name__}."
+            )
+        engine = distribute.current()
+        feeders = 1 if engine.feeds_global_batch() else engine.size
+        multiple_of = int(np.lcm(multiple_of, feeders))
+        fit = fit or model.fit
+        budget = self._budget(model, x)
+        per_sample = memory.training_bytes_per_sample(model, _take(x, np.arange(1)))
+        snapshot = _Snapshot(model, x)
+        min_batch = _round_up(self.min_batch_size, multiple_of)
+        limit = count * feeders
+        if self.max_batch_size is not None:
+            limit = min(limit, self.max_batch_size)
+        limit = max(limit // multiple_of * multiple_of, min_batch)
+
+        def measure(batch_size):
+            local = batch_size // feeders
+            estimate = local * per_sample
+            too_big = budget is not None and estimate > budget
+            if any_worker(too_big):
+                raise DoesNotFit(
+                    OVER_BUDGET, f"~{estimate / 2**20:,.0f} MiB > {budget / 2**20:,.0f} MiB"
+                )
+            try:
+                seconds, out_of_memory = self._time_steps(fit, x, y, sample_weight, local), ""
+            except Exception as error:
+                if not memory.is_out_of_memory(error):
+                    raise
+                seconds, out_of_memory = None, str(error).splitlines()[0][:120]
+            if any_worker(bool(out_of_memory)):
+                raise DoesNotFit(OUT_OF_MEMORY, out_of_memory)
+            if engine.size > 1:  # every worker waits for the slowest
+                seconds = float(engine.allreduce(float(seconds), "max"))
+            return seconds
+
+        try:
+            result = search_batch_size(
+                measure,
+                min_batch_size=min_batch,
+                max_batch_size=limit,
+                max_trials=self.max_trials,
+                margin=self.margin,
+                multiple_of=max(8, multiple_of) // multiple_of * multiple_of,
+            )
+        finally:
+            snapshot.restore()
+        if engine.size > 1:
+            chosen = engine.broadcast(np.asarray([result.batch_size, result.max_batch_size]), 0)
+            result.batch_size, result.max_batch_size = (int(v) for v in chosen)
+        return result
+
+    def _budget(self, model, x):
+        if self.memory_budget != AUTO:
+            return self.memory_budget
+        kind = list_devices()[0].split(":")[0].lower()
+        return memory.default_budget(kind)
+
+    def _time_steps(self, fit, x, y, sample_weight, batch_size):
+        rows = np.arange(batch_size * self.steps_per_trial) % _sample_count(x)
+        timer = _SecondEpochTimer()
+        fit(
+            _take(x, rows),
+            _take(y, rows),
+            batch_size=batch_size,
+            epochs=2,
+            verbose=0,
+            shuffle=False,
+            sample_weight=_take(sample_weight, rows),
+            callbacks=[timer],
+        )
+        return timer.seconds / self.steps_per_trial
+
+
+def find_batch_size(model, x, y=None, sample_weight=None, **options):
+    """Finds the fastest batch size for training `model` on `x`, `y`.
+
+    A shortcut for `BatchSizeFinder(**options).find(model, x, y,
+    sample_weight)`; see `BatchSizeFinder` for the options.
+
+    Example:
+
+    ```python
+    search = find_batch_size(model, x_train, y_train, max_trials=6)
+    print(search.table())
+    model.fit(x_train, y_train, batch_size=search.batch_size)
+    ```
+    """
+    return BatchSizeFinder(**options).find(model, x, y, sample_weight)
+
+
+class _SecondEpochTimer(keras.callbacks.Callback):
+    """Times the second epoch: the first compiled the step for this shape."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self._start
+
+
+class _Snapshot:
+    """The values of a model's, its optimizer's and its metrics' variables."""
+
+    def __init__(self, model, x):
+        if not model.built:
+            model(_take(x, np.arange(1)))
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        self.model = model
+        self.variables = list(model.variables) + list(model.optimizer.variables)
+        self.values = [host_array(v).copy() for v in self.variables]
+
+    def restore(self):
+        for variable, value in zip(self.variables, self.values, strict=True):
+            variable.assign(value)
+        self.model.reset_metrics()
+
+
+def _sample_count(x):
+    arrays = keras.tree.flatten(x)
+    if not arrays or not all(hasattr(a, "shape") and len(a.shape) >= 1 for a in arrays):
+        return None
+    return len(arrays[0])
+
+
+def _take(data, rows):
+    if data is None:
+        return None
+    return keras.tree.map_structure(lambda a: a[rows], data)
+
+
+def _round_up(value, multiple):
+    return -(-value // multiple) * multiple
+
+
+def _is_positive_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0

@@ -1,0 +1,210 @@
+"""The batch-size search, the finder on a real model, the resizable
+dataset and the gradient-noise-scale formula."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fastrain import _keras_internals
+from keras_fastrain.batching import (
+    BatchSizeFinder,
+    DoesNotFit,
+    ResizableDataset,
+    find_batch_size,
+    search_batch_size,
+)
+from keras_fastrain.batching.noise_scale import (
+    NoiseScaleEstimate,
+    noise_scale_from_norms,
+    split_gradient_sq_norms,
+)
+from keras_fastrain.batching.search import OUT_OF_MEMORY
+
+pytestmark = pytest.mark.smoke
+
+
+def saturating_curve(overhead=0.01, per_sample=1e-5, memory_limit=None, log=None):
+    """Step time of a step with a fixed overhead plus a cost per sample."""
+
+    def measure(batch_size):
+        if log is not None:
+            log.append(batch_size)
+        if memory_limit is not None and batch_size > memory_limit:
+            raise DoesNotFit(OUT_OF_MEMORY, "synthetic")
+        return overhead + per_sample * batch_size
+
+    return measure
+
+
+def test_search_finds_the_smallest_batch_within_the_margin_and_the_memory_limit():
+    measure = saturating_curve(memory_limit=3000)
+    result = search_batch_size(measure, min_batch_size=32, max_trials=20, margin=0.05)
+    # Throughput b / (0.01 + 1e-5 b) keeps rising; within 5% of the best
+    # measured (about the memory limit) from the smallest such batch on.
+    best = max(b / measure(b) for b in range(8, 3001, 8))
+    knee = min(b for b in range(8, 3001, 8) if b / measure(b) >= 0.95 * best)
+    assert abs(result.batch_size - knee) <= 16
+    assert 3000 - 8 <= result.max_batch_size <= 3000
+    assert result.fastest == result.max_batch_size
+
+
+def test_search_stops_doubling_when_throughput_falls():
+    def measure(batch_size):  # per-sample cost doubles beyond 700 (a cache cliff)
+        return 0.001 + batch_size * (1e-5 if batch_size <= 700 else 2e-5)
+
+    log = []
+    result = search_batch_size(lambda b: log.append(b) or measure(b), max_trials=12)
+    assert result.fastest <= 700
+    assert max(log) <= 4096  # two doublings without gain end the search
+    assert result.batch_size <= result.fastest
+
+
+def test_search_respects_max_trials_and_max_batch_size():
+    log = []
+    result = search_batch_size(
+        saturating_curve(log=log), min_batch_size=16, max_batch_size=200, max_trials=4
+    )
+    assert len(log) <= 4
+    assert max(log) <= 200
+    assert result.max_batch_size == max(log)
+
+
+def test_search_reports_when_nothing_fits():
+    with pytest.raises(ValueError, match="Not even the smallest batch size, 64, fits"):
+        search_batch_size(saturating_curve(memory_limit=10), min_batch_size=64)
+
+
+def test_table_marks_the_chosen_batch():
+    result = search_batch_size(saturating_curve(memory_limit=300), max_trials=6)
+    table = result.table()
+    assert "<- chosen" in table and OUT_OF_MEMORY in table
+    assert result.to_dict()["batch_size"] == result.batch_size
+
+
+def test_noise_scale_formula_recovers_exact_expectations():
+    gradient, trace = 4.0, 200.0
+    small, big = 8, 64
+    measured = noise_scale_from_norms(gradient + trace / small, gradient + trace / big, small, big)
+    np.testing.assert_allclose(measured, (gradient, trace))
+    estimate = NoiseScaleEstimate()
+    estimate.add(gradient + trace / small, gradient + trace / big, small, big)
+    assert estimate.value == pytest.approx(trace / gradient)
+
+
+def test_resizable_dataset_serves_every_sample_once_per_epoch_at_any_size():
+    x = np.arange(103, dtype="float32")[:, None]
+    data = ResizableDataset(x, x[:, 0], batch_size=10, seed=0, multiple_of=2)
+    for batch_size in (10, 32):
+        data.batch_size = batch_size
+        data.on_epoch_begin()
+        seen = np.concatenate([data[i][0][:, 0] for i in range(len(data))])
+        assert len(data) == -(-102 // batch_size)
+        assert len(seen) == 102 and len(set(seen)) == 102  # one odd sample left out
+        assert all(len(data[i][0]) % 2 == 0 for i in range(len(data)))
+    with pytest.raises(ValueError, match="multiple of 2"):
+        data.batch_size = 7
+
+
+def test_finder_on_a_real_model_restores_its_state(digits):
+    (x, y), _ = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)  # optimizer state exists
+    before = [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
+    result = find_batch_size(model, x, y, max_trials=4, steps_per_trial=2)
+    after = [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
+    for old, new in zip(before, after, strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert 1 <= len(result.trials) <= 4
+    assert result.batch_size in [t.batch_size for t in result.trials]
+
+
+def test_finder_never_runs_a_batch_over_the_memory_budget(digits):
+    (x, y), _ = digits
+    model = keras.Sequential(
+        [keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    finder = BatchSizeFinder(
+        min_batch_size=8, max_trials=6, steps_per_trial=1, memory_budget=50_000
+    )
+    result = finder.find(model, x, y)
+    assert any(t.status == "over memory budget" for t in result.trials)
+    assert result.max_batch_size < 64
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("max_trials", 0), ("margin", 1.0), ("memory_budget", -5), ("min_batch_size", "32")],
+)
+def test_finder_options_are_checked(option, value):
+    with pytest.raises((ValueError, TypeError), match=f"`{option}`"):
+        BatchSizeFinder(**{option: value})
+
+
+def test_noise_scale_measured_on_a_model_matches_the_closed_form():
+    # Loss mean((bias - y)^2) over 10 outputs, inputs zero: per-sample
+    # gradients are (2/10)(bias - y_i), so B_noise = tr(Cov y) / |bias - mean y|^2.
+    rng = np.random.default_rng(0)
+    y = rng.normal(1.0, 2.0, size=(20000, 10)).astype("float32")
+    x = np.zeros((20000, 1), "float32")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(10)])
+    model.compile(optimizer="sgd", loss="mse")
+    expected = np.trace(np.cov(y.T)) / np.sum(y.mean(axis=0) ** 2)  # about 40 / 10
+    estimate = NoiseScaleEstimate()
+    for _ in range(40):
+        rows = rng.choice(len(y), 256, replace=False)
+        small, big = split_gradient_sq_norms(model, (x[rows], y[rows]), parts=4)
+        estimate.add(small, big, 64, 256)
+    assert estimate.value == pytest.approx(expected, rel=0.25)
+
+
+class _DoubleAtEpochOne(keras.callbacks.Callback):
+    """Doubles the dataset's batch at epoch 1 and tells fit (the step
+    `AdaptiveBatchSize` builds on); records what each epoch ran."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data, self.batches, self.steps = data, [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            self.data.batch_size *= 2
+            _keras_internals.set_running_fit_steps(self.data.num_batches)
+        self.batches.append(0)
+        self.steps.append(self.params["steps"])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches[-1] += 1
+
+
+def test_fit_follows_a_batch_size_changed_between_epochs(digits, recwarn):
+    (x, y), _ = digits
+    data = ResizableDataset(x, y, batch_size=64, seed=0)
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    resize = _DoubleAtEpochOne(data)
+    model.fit(data, epochs=3, verbose=0, callbacks=[resize])
+    full = -(-len(x) // 64)
+    assert resize.batches == [full, -(-len(x) // 128), -(-len(x) // 128)]
+    assert resize.steps == resize.batches
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
+def test_changing_fit_steps_outside_fit_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="only change inside `model"):
+        _keras_internals.set_running_fit_steps(3)
