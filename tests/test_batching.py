@@ -19,6 +19,7 @@ from keras_fastrain.batching.noise_scale import (
     split_gradient_sq_norms,
 )
 from keras_fastrain.batching.search import OUT_OF_MEMORY
+from keras_fastrain.callbacks import AdaptiveBatchSize
 
 pytestmark = pytest.mark.smoke
 
@@ -208,3 +209,29 @@ def test_fit_follows_a_batch_size_changed_between_epochs(digits, recwarn):
 def test_changing_fit_steps_outside_fit_is_a_clear_error():
     with pytest.raises(RuntimeError, match="only change inside `model"):
         _keras_internals.set_running_fit_steps(3)
+
+
+@pytest.mark.parametrize(("rule", "factor"), [("sqrt", 8**0.5), ("linear", 8.0), (None, 1.0)])
+def test_adaptive_batch_size_grows_at_the_scheduled_epochs(digits, recwarn, rule, factor):
+    (x, y), _ = digits
+    data = ResizableDataset(x, y, batch_size=32, seed=0)
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    adaptive = AdaptiveBatchSize(
+        data, schedule={1: 4, 3: 4}, max_batch_size=256, learning_rate_rule=rule
+    )
+    history = model.fit(data, epochs=4, verbose=0, callbacks=[adaptive])
+    assert [(e, b) for e, b, _ in adaptive.changes] == [(1, 128), (3, 256)]
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    # 32 -> 128 (x4), then 128 -> 256 (x2, capped): the batch grew 8-fold.
+    assert rate == pytest.approx(1e-3 * factor, rel=1e-5)
+    assert len(history.history["loss"]) == 4
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
+def test_adaptive_batch_size_needs_a_resizable_dataset():
+    with pytest.raises(TypeError, match="ResizableDataset"):
+        AdaptiveBatchSize(np.zeros((4, 2)), schedule={1: 2})

@@ -1,5 +1,6 @@
 """Drop-in callbacks for `model.fit`."""
 
+from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.backup_and_restore import BackupAndRestore
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
@@ -10,6 +11,7 @@ from keras_fastrain.callbacks.early_stopping import EarlyStopping, StopReason
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
 
 __all__ = [
+    "AdaptiveBatchSize",
     "BackupAndRestore",
     "BroadcastGlobalVariablesCallback",
     "EarlyStopping",
