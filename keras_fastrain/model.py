@@ -16,12 +16,16 @@ with its own `call`, `FastSequential([...])`, or `FastModel(existing_model)`.
 import functools
 import inspect
 import logging
+import math
 
 import keras
 import numpy as np
 
 from keras_fastrain import _keras_internals, choices
 from keras_fastrain.augmentation import as_augmentation_layer
+from keras_fastrain.batching.finder import BatchSizeFinder
+from keras_fastrain.batching.resizable import ResizableDataset
+from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
     MetricAverageCallback,
@@ -36,7 +40,7 @@ from keras_fastrain.distribute import (
 from keras_fastrain.distribute.sharding import shard, shard_dataset, worker_rows
 from keras_fastrain.pruning import UpdatePruningStep, prune_low_magnitude, strip_pruning
 from keras_fastrain.pruning.callbacks import pruning_wrappers
-from keras_fastrain.validation import check_choice
+from keras_fastrain.validation import check_choice, check_float
 
 logger = logging.getLogger("keras_fastrain")
 if not logger.handlers:
@@ -379,7 +383,24 @@ class FastModel(keras.Model):
         array inputs are split so that each worker trains on its part of
         every global batch, and a `tf.data` dataset's batches are dealt out
         in turn (each worker's batch is then the dataset's).
+
+        `batch_size` may also be `"auto"` or a
+        `keras_fastrain.batching.BatchSizeFinder`: the fastest batch that
+        fits is measured first, on array inputs or a `ResizableDataset`,
+        and used; the search is kept in `model.batch_size_search`. With an
+        `AdaptiveBatchSize` callback, array inputs are served by a
+        `ResizableDataset` whose batch grows (`validation_split` is taken
+        from the arrays first, as Keras does).
         """
+        if len(args) > len(_FIT_ARGUMENTS):
+            raise TypeError(f"fit() takes at most {len(_FIT_ARGUMENTS) + 3} positional arguments.")
+        kwargs = {**dict(zip(_FIT_ARGUMENTS, args, strict=False)), **kwargs}
+        finder = _batch_size_finder(batch_size)
+        growth = [c for c in kwargs.get("callbacks") or [] if isinstance(c, AdaptiveBatchSize)]
+        if finder is not None or (growth and not isinstance(x, ResizableDataset)):
+            return self._fit_with_batch_plan(x, y, finder or batch_size, growth, kwargs)
+        for callback in growth:
+            _give_data(callback, x)
         global_batch = batch_size
         x, y, batch_size = self._worker_share(x, y, batch_size, kwargs)
         validation = kwargs.get("validation_data")
@@ -402,7 +423,74 @@ class FastModel(keras.Model):
             x = self._tuned(x)
             if validation is not None:
                 kwargs["validation_data"] = self._tuned(validation)
-            return super().fit(x, y, batch_size, *args, **kwargs)
+            return super().fit(x, y, batch_size, **kwargs)
+
+    def _fit_with_batch_plan(self, x, y, batch, growth, kwargs):
+        """`fit` with a searched batch size (`batch` is a finder) and/or a
+        growing one (`growth`: the `AdaptiveBatchSize` callbacks)."""
+        engine = self._engine or Engine()
+        if isinstance(x, ResizableDataset):
+            if isinstance(batch, BatchSizeFinder):
+                search = self._search_batch_size(batch, x.x, x.y, x.sample_weight, growth)
+                x.batch_size = search.batch_size // _feeders(engine)
+            return self.fit(x, **kwargs)
+        if _sample_count(x) is None:
+            raise TypeError(
+                f"Invalid value for argument `x`. Received: x of type {type(x).__name__}. "
+                "batch_size='auto' and AdaptiveBatchSize measure and re-batch the data, "
+                "so FastModel needs arrays (or a list/dict of arrays), or a "
+                "keras_fastrain.batching.ResizableDataset, for them."
+            )
+        x, y = _split_validation(x, y, kwargs)
+        if isinstance(batch, BatchSizeFinder):
+            batch = self._search_batch_size(
+                batch, x, y, kwargs.get("sample_weight"), growth
+            ).batch_size
+        if not growth:
+            return self.fit(x, y, batch, **kwargs)
+        if engine.name == "multi_worker":
+            raise NotImplementedError(
+                "AdaptiveBatchSize does not run under MultiWorkerMirroredStrategy yet: "
+                "TensorFlow deals out a resizable dataset's whole batches to the workers. "
+                "Use distribute='horovod' (or the JAX backend), or a fixed batch_size."
+            )
+        batch = batch or 32
+        if kwargs.get("validation_batch_size") is None:
+            kwargs["validation_batch_size"] = batch
+        x, y, local_batch = self._worker_share(x, y, batch, kwargs)
+        data = ResizableDataset(
+            x,
+            y,
+            kwargs.pop("sample_weight", None),
+            batch_size=local_batch,
+            shuffle=kwargs.pop("shuffle", True) is not False,
+            multiple_of=engine.num_replicas if engine.feeds_global_batch() else 1,
+        )
+        return self.fit(data, **kwargs)
+
+    def _search_batch_size(self, finder, x, y, sample_weight, growth):
+        """Runs `finder` on this model (each worker on its share of the
+        arrays); keeps and logs the result; bounds `growth` by it."""
+        engine = self._engine or Engine()
+        if _feeders(engine) > 1:
+            weights = {"sample_weight": sample_weight}
+            x, y, _ = self._worker_share(x, y, engine.size, weights)
+            sample_weight = weights["sample_weight"]
+        replicas = engine.num_replicas if engine.feeds_global_batch() else 1
+        with self._on_engine():
+            search = finder.find(self, x, y, sample_weight, multiple_of=replicas, fit=super().fit)
+        self.batch_size_search = search
+        self._choices["batch_size"] = choices.Choice(
+            "batch_size",
+            search.batch_size,
+            f"the smallest within {search.margin:.0%} of the fastest of "
+            f"{len(search.trials)} sizes measured (largest that fit: "
+            f"{search.max_batch_size})",
+        )
+        self._log_choices()
+        for callback in growth:
+            callback._searched_max = search.max_batch_size
+        return search
 
     def _worker_share(self, x, y, batch_size, kwargs=None):
         """This worker's share of `x`, `y` (and `kwargs`' sample weights),
@@ -618,6 +706,78 @@ def _pruning_arguments(pruning):
         "a pruning schedule (e.g. keras_fastrain.pruning.PolynomialDecay) or a dict of "
         "prune_low_magnitude's arguments."
     )
+
+
+# keras.Model.fit's arguments after `batch_size`, in order.
+_FIT_ARGUMENTS = (
+    "epochs",
+    "verbose",
+    "callbacks",
+    "validation_split",
+    "validation_data",
+    "shuffle",
+    "class_weight",
+    "sample_weight",
+    "initial_epoch",
+    "steps_per_epoch",
+    "validation_steps",
+    "validation_batch_size",
+    "validation_freq",
+)
+
+
+def _batch_size_finder(batch_size):
+    """The `BatchSizeFinder` that `batch_size` asks for, else `None`."""
+    if isinstance(batch_size, BatchSizeFinder):
+        return batch_size
+    if batch_size == AUTO:
+        return BatchSizeFinder()
+    if batch_size is None or (
+        isinstance(batch_size, (int, np.integer))
+        and not isinstance(batch_size, bool)
+        and batch_size >= 1
+    ):
+        return None
+    raise ValueError(
+        f"Invalid value for argument `batch_size`. Received: batch_size={batch_size!r}. "
+        "Expected an integer >= 1, None, 'auto' or a keras_fastrain.batching."
+        "BatchSizeFinder."
+    )
+
+
+def _feeders(engine):
+    """How many processes each feed a share of every global batch."""
+    return 1 if engine.feeds_global_batch() else engine.size
+
+
+def _give_data(callback, data):
+    """Hands the dataset `fit` trains on to an `AdaptiveBatchSize` without one."""
+    if callback.data is None and isinstance(data, ResizableDataset):
+        callback.data = data
+    elif callback.data is not None and callback.data is not data:
+        raise ValueError(
+            "AdaptiveBatchSize was given a different dataset than the one fit trains "
+            "on: pass the same ResizableDataset to both, or data=None to FastModel."
+        )
+
+
+def _split_validation(x, y, kwargs):
+    """Takes `validation_split` off the end of the arrays, as Keras does,
+    into `kwargs["validation_data"]`; returns the training `x`, `y`."""
+    fraction = kwargs.pop("validation_split", 0.0) or 0.0
+    check_float("validation_split", fraction, low=0.0, high=1.0, closed=(True, False))
+    if not fraction or kwargs.get("validation_data") is not None:
+        return x, y  # Keras, too, prefers validation_data
+    split_at = math.floor(_sample_count(x) * (1.0 - fraction))
+    head = slice(0, split_at)
+    tail = slice(split_at, None)
+    weights = kwargs.get("sample_weight")
+    kwargs["validation_data"] = tuple(
+        part for part in (shard(x, tail), shard(y, tail), shard(weights, tail)) if part is not None
+    )
+    if weights is not None:
+        kwargs["sample_weight"] = shard(weights, head)
+    return shard(x, head), shard(y, head)
 
 
 def _is_tf_dataset(x):

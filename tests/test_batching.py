@@ -232,6 +232,6 @@ def test_adaptive_batch_size_grows_at_the_scheduled_epochs(digits, recwarn, rule
     assert not [w for w in recwarn if "ran out of data" in str(w.message)]
 
 
-def test_adaptive_batch_size_needs_a_resizable_dataset():
+def test_adaptive_batch_size_needs_a_resizable_dataset_or_none():
     with pytest.raises(TypeError, match="ResizableDataset"):
         AdaptiveBatchSize(np.zeros((4, 2)), schedule={1: 2})

@@ -115,6 +115,21 @@ def test_horovod_style_code_on_a_plain_model_trains_in_step(engine):
         assert zero["accumulation"] == 2
 
 
+def test_every_worker_searches_and_grows_to_the_same_batch(engine):
+    zero, one = results_of(launch(engine, "batch_size"))
+    assert zero["trials"] == one["trials"]
+    assert zero["chosen"] == one["chosen"] and zero["chosen"] % 2 == 0
+    assert zero["largest"] == one["largest"] <= 256 and zero["largest"] % 2 == 0
+    assert zero["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
+    if engine == "multi_worker":
+        assert "MultiWorkerMirroredStrategy" in zero["refused"]
+    else:
+        chosen, largest = zero["chosen"], zero["largest"]  # both split over 2 workers
+        grown = [chosen, min(2 * chosen, largest), min(4 * chosen, largest)]
+        assert zero["batch_sizes"] == one["batch_sizes"] == grown
+        assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
+
+
 def test_a_worker_that_dies_makes_the_other_fail_not_hang(engine):
     start = time.monotonic()
     (code_zero, results_zero, output), (code_one, _, _) = launch(engine, "die")

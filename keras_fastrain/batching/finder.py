@@ -1,9 +1,11 @@
 """Finds the fastest batch size that fits, by training a few steps at each.
 
-Each candidate trains `steps_per_trial` steps twice through `fit` (the
-first epoch compiles the step for that shape, the second is timed), so it
-measures what `fit` will do: the same compiled step, `steps_per_execution`
-and distribution. Before a candidate runs, its memory is checked against a
+Each candidate trains three short epochs through `fit`: the first compiles
+the step for that shape, the other two time `steps_per_trial` steps (after
+the epoch's first compiled call, so that the epoch's own set-up, which
+would swamp a small model's steps, does not count) and the faster counts.
+So it measures what `fit` will do: the same compiled step,
+`steps_per_execution` and distribution. Before a candidate runs, its memory is checked against a
 budget (on the CPU, where running out would kill the process); on an
 accelerator an out-of-memory error marks it as not fitting. The model's
 variables, its optimizer's (iterations and slots included) and its metrics
@@ -45,8 +47,9 @@ class BatchSizeFinder:
             bounded by the number of samples. Defaults to `None`.
         max_trials: Integer >= 1. At most this many batch sizes are
             measured. Defaults to 10.
-        steps_per_trial: Integer >= 1. Timed steps per batch size (after as
-            many untimed ones that compile it). Defaults to 8.
+        steps_per_trial: Integer >= 1. Timed steps per batch size and
+            epoch, rounded up to whole compiled calls
+            (`steps_per_execution`). Defaults to 8.
         margin: Float in [0, 1). Batches within this relative throughput
             of the fastest count as fast; the smallest of them is chosen.
             Defaults to 0.05.
@@ -136,7 +139,8 @@ class BatchSizeFinder:
                     OVER_BUDGET, f"~{estimate / 2**20:,.0f} MiB > {budget / 2**20:,.0f} MiB"
                 )
             try:
-                seconds, out_of_memory = self._time_steps(fit, x, y, sample_weight, local), ""
+                seconds = self._time_steps(model, fit, x, y, sample_weight, local)
+                out_of_memory = ""
             except Exception as error:
                 if not memory.is_out_of_memory(error):
                     raise
@@ -169,20 +173,26 @@ class BatchSizeFinder:
         kind = list_devices()[0].split(":")[0].lower()
         return memory.default_budget(kind)
 
-    def _time_steps(self, fit, x, y, sample_weight, batch_size):
-        rows = np.arange(batch_size * self.steps_per_trial) % _sample_count(x)
-        timer = _SecondEpochTimer()
+    def _time_steps(self, model, fit, x, y, sample_weight, batch_size):
+        """Seconds per step at `batch_size`: the fastest of two timed epochs
+        (TensorFlow may trace the step again in the second epoch), each
+        timed from the end of its first compiled call, so that neither the
+        epoch's set-up nor the first call's dispatch counts."""
+        per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
+        timed_steps = _round_up(self.steps_per_trial, per_call)
+        rows = np.arange(batch_size * (per_call + timed_steps)) % _sample_count(x)
+        timer = _StepTimer()
         fit(
             _take(x, rows),
             _take(y, rows),
             batch_size=batch_size,
-            epochs=2,
+            epochs=3,
             verbose=0,
             shuffle=False,
             sample_weight=_take(sample_weight, rows),
             callbacks=[timer],
         )
-        return timer.seconds / self.steps_per_trial
+        return min(timer.seconds[1:]) / timed_steps
 
 
 def find_batch_size(model, x, y=None, sample_weight=None, **options):
@@ -202,14 +212,22 @@ def find_batch_size(model, x, y=None, sample_weight=None, **options):
     return BatchSizeFinder(**options).find(model, x, y, sample_weight)
 
 
-class _SecondEpochTimer(keras.callbacks.Callback):
-    """Times the second epoch: the first compiled the step for this shape."""
+class _StepTimer(keras.callbacks.Callback):
+    """Times each epoch from the end of its first batch (or compiled call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._start is None:
+            self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds = time.perf_counter() - self._start
+        self.seconds.append(time.perf_counter() - self._start)
 
 
 class _Snapshot:

@@ -39,6 +39,10 @@ class ResizableDataset(keras.utils.PyDataset):
         multiple_of: Integer >= 1. Every batch's size is a multiple of it
             (the number of replicas that split each batch). Defaults to 1.
 
+    Attributes:
+        x, y, sample_weight: The arrays given.
+        num_samples: Integer. How many samples the arrays hold.
+
     Example:
 
     ```python
@@ -70,6 +74,7 @@ class ResizableDataset(keras.utils.PyDataset):
                 "Invalid value for argument `sample_weight`. Received sample weights "
                 "without targets (y=None). Expected `y` as well."
             )
+        self.x, self.y, self.sample_weight = x, y, sample_weight
         self._data = tuple(part for part in (x, y, sample_weight) if part is not None)
         self.num_samples = lengths.pop()
         self.multiple_of = check_int("multiple_of", multiple_of, minimum=1)

@@ -19,7 +19,9 @@ engine = distribute.init()  # before TensorFlow or JAX run anything else
 import keras  # noqa: E402
 
 from keras_fastrain import DistributedOptimizer, FastSequential, load_digits  # noqa: E402
+from keras_fastrain.batching import BatchSizeFinder  # noqa: E402
 from keras_fastrain.callbacks import (  # noqa: E402
+    AdaptiveBatchSize,
     BroadcastGlobalVariablesCallback,
     EarlyStopping,
     LearningRateWarmupCallback,
@@ -220,6 +222,35 @@ def plain():
     )
 
 
+def batch_size():
+    """batch_size="auto" then AdaptiveBatchSize: the same batch everywhere."""
+    keras.utils.set_random_seed(0)
+    model = FastSequential(layers())
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    (x, y), _ = load_digits()
+    x, y = x[:1024], y[:1024]
+    finder = BatchSizeFinder(min_batch_size=32, max_batch_size=256, max_trials=4, steps_per_trial=2)
+    refused = None
+    callbacks = [AdaptiveBatchSize(schedule={1: 2, 2: 2})]
+    if engine.name == "multi_worker":
+        try:
+            model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=callbacks)
+        except NotImplementedError as error:
+            refused = str(error)
+        callbacks = []
+    history = model.fit(x, y, batch_size=finder, epochs=3, verbose=0, callbacks=callbacks)
+    search = model.batch_size_search
+    report(
+        chosen=search.batch_size,
+        largest=search.max_batch_size,
+        trials=[t.batch_size for t in search.trials],
+        batch_sizes=history.history.get("batch_size"),
+        losses=history.history["loss"],
+        checksum=checksum(model),
+        refused=refused,
+    )
+
+
 def die():
     """Worker 1 dies in the middle of training; worker 0 must fail, not hang."""
     keras.utils.set_random_seed(0)
@@ -242,4 +273,5 @@ def die():
     "fit": fit,
     "plain": plain,
     "die": die,
+    "batch_size": batch_size,
 }[SCENARIO]()

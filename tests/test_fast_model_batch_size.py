@@ -1,0 +1,156 @@
+"""FastModel's batch size: searched (`batch_size="auto"`) and grown
+(`AdaptiveBatchSize` on plain arrays), on the session's backend."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fastrain import FastModel
+from keras_fastrain.batching import BatchSizeFinder, ResizableDataset
+from keras_fastrain.callbacks import AdaptiveBatchSize
+
+pytestmark = pytest.mark.smoke
+QUICK = {"max_trials": 4, "steps_per_trial": 2}
+
+
+def digits_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = FastModel(
+        keras.Sequential(
+            [
+                keras.Input((8, 8)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(10),
+            ]
+        ),
+        steps_per_execution=1,
+    )
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class _EpochRecord(keras.callbacks.Callback):
+    """Each epoch's planned steps (as the progress bar sees them) and run steps."""
+
+    def __init__(self):
+        super().__init__()
+        self.planned, self.ran = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.planned.append(self.params["steps"])
+        self.ran.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ran[-1] += 1
+
+
+def test_auto_batch_size_trains_as_a_fixed_fit_at_the_batch_it_chose(digits):
+    (x, y), _ = digits
+    searched = digits_model()
+    record = _EpochRecord()
+    searched.fit(
+        x,
+        y,
+        batch_size=BatchSizeFinder(min_batch_size=16, **QUICK),
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[record],
+    )
+    chosen = searched.batch_size_search.batch_size
+    assert chosen in [t.batch_size for t in searched.batch_size_search.trials]
+    assert record.planned == [math.ceil(len(x) / chosen)] * 2
+    assert searched.choices["batch_size"].value == chosen
+
+    # The search left no trace: the same start trained at that batch ends
+    # at the same weights and optimizer step.
+    fixed = digits_model()
+    fixed.fit(x, y, batch_size=chosen, epochs=2, shuffle=False, verbose=0)
+    assert int(searched.optimizer.iterations) == int(fixed.optimizer.iterations)
+    for a, b in zip(searched.get_weights(), fixed.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_adaptive_batch_size_grows_a_fast_model_fed_arrays(digits, recwarn):
+    (x, y), _ = digits
+    model = digits_model()
+    record = _EpochRecord()
+    adaptive = AdaptiveBatchSize(schedule={1: 2, 2: 2}, learning_rate_rule="linear")
+    history = model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=3,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=[adaptive, record],
+    )
+    train = int(len(x) * 0.75)
+    assert history.history["batch_size"] == [32, 64, 128]
+    assert record.planned == record.ran == [math.ceil(train / b) for b in (32, 64, 128)]
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+    # Validated on the last quarter, as Keras's validation_split does.
+    loss = model.evaluate(x[train:], y[train:], verbose=0)[0]
+    assert history.history["val_loss"][-1] == pytest.approx(loss, rel=1e-4)
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    assert rate == pytest.approx(4e-3, rel=1e-5)
+
+
+def test_growth_stops_at_the_largest_batch_the_search_fitted(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    adaptive = AdaptiveBatchSize(schedule={1: 1024})
+    finder = BatchSizeFinder(min_batch_size=16, max_batch_size=128, **QUICK)
+    history = model.fit(x, y, batch_size=finder, epochs=2, verbose=0, callbacks=[adaptive])
+    limit = model.batch_size_search.max_batch_size
+    assert limit <= 128
+    assert history.history["batch_size"][-1] == limit
+
+
+def test_a_resizable_dataset_takes_the_searched_batch(digits):
+    (x, y), _ = digits
+    data = ResizableDataset(x, y, batch_size=8, seed=0)
+    model = digits_model()
+    model.fit(data, batch_size=BatchSizeFinder(min_batch_size=16, **QUICK), epochs=1, verbose=0)
+    assert data.batch_size == model.batch_size_search.batch_size
+
+
+def test_a_plain_model_fed_arrays_is_told_how_to_grow_the_batch(digits):
+    (x, y), _ = digits
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(TypeError, match=r"FastModel.*ResizableDataset"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[AdaptiveBatchSize(schedule={1: 2})])
+
+
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // 64
+
+    def __getitem__(self, index):
+        rows = slice(index * 64, (index + 1) * 64)
+        return self.x[rows], self.y[rows]
+
+
+def test_searching_needs_arrays_or_a_resizable_dataset(digits):
+    (x, y), _ = digits
+    with pytest.raises(TypeError, match=r"argument `x`.*_Batches.*ResizableDataset"):
+        digits_model().fit(_Batches(x, y), batch_size="auto", epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("batch_size", ["fastest", 0, 2.5, True])
+def test_a_bad_batch_size_names_the_argument_and_what_is_allowed(digits, batch_size):
+    (x, y), _ = digits
+    with pytest.raises(ValueError, match=r"`batch_size`.*'auto'.*BatchSizeFinder"):
+        digits_model().fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
