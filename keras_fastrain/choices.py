@@ -157,8 +157,9 @@ def choose_mixed_precision(requested=AUTO, devices=None, current="float32"):
         return Choice(
             "mixed_precision",
             accelerated,
-            f"{'TPU' if 'tpu' in kinds else 'GPU'} tensor cores run 16-bit math "
-            "several times faster; weights stay float32",
+            f"{'TPU' if 'tpu' in kinds else 'GPU'} tensor cores run 16-bit matrix "
+            "math several times faster; weights stay float32 (a small model bound "
+            "by kernel launches gains nothing: 0.9x measured on an H200)",
             changes_results=True,
         )
     return Choice(

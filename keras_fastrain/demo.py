@@ -18,6 +18,7 @@ import time
 import keras
 
 from keras_fastrain._version import __version__
+from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.datasets import load_fashion_mnist
 from keras_fastrain.model import FastSequential
 from keras_fastrain.scaling import scaled_learning_rate
@@ -25,7 +26,8 @@ from keras_fastrain.validation import check_float, check_int
 
 BASELINE_BATCH_SIZE = 32
 BASELINE_LEARNING_RATE = 1e-3
-FAST_BATCH_SIZE = 512
+FAST_BATCH_SIZE = 256
+FAST_MAX_BATCH_SIZE = 2048
 EVALUATION_BATCH_SIZE = 2048
 
 
@@ -42,6 +44,9 @@ class Recipe:
             jit_compile, steps_per_execution, precision and devices) rather
             than a `keras.Sequential` with Keras's defaults. Defaults to
             `False`.
+        grow_to: Integer or `None`. When set, `AdaptiveBatchSize` doubles
+            the batch every epoch up to it, the learning rate following the
+            sqrt rule. Defaults to `None` (a fixed batch).
     """
 
     name: str
@@ -49,6 +54,7 @@ class Recipe:
     learning_rate: float
     how: str
     fast_model: bool = False
+    grow_to: int | None = None
 
 
 def demo_recipes():
@@ -67,8 +73,10 @@ def demo_recipes():
             "keras-fastrain",
             FAST_BATCH_SIZE,
             fast_rate,
-            f"FastSequential, batch {FAST_BATCH_SIZE}, lr scaled by the sqrt rule to {fast_rate:g}",
+            f"FastSequential, batch {FAST_BATCH_SIZE} doubling every epoch up to "
+            f"{FAST_MAX_BATCH_SIZE}, lr {fast_rate:.3g} then following the sqrt rule",
             fast_model=True,
+            grow_to=FAST_MAX_BATCH_SIZE,
         ),
     )
 
@@ -181,13 +189,17 @@ def run_recipe(recipe, data, epochs, seed=0, log=print):
         )
 
     clock = _TestAccuracyClock(x_test, y_test, on_epoch)
+    callbacks = [clock]
+    if recipe.grow_to is not None and epochs > 1:
+        schedule = {epoch: 2 for epoch in range(1, epochs)}
+        callbacks.insert(0, AdaptiveBatchSize(schedule=schedule, max_batch_size=recipe.grow_to))
     log(f"Training {recipe.name}: {recipe.how}")
     model.fit(
         x_train,
         y_train,
         batch_size=recipe.batch_size,
         epochs=epochs,
-        callbacks=[clock],
+        callbacks=callbacks,
         verbose=0,
     )
     return RunResult(recipe, clock.seconds, clock.test_accuracy, len(x_train))

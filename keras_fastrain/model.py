@@ -13,6 +13,7 @@ It is used in every Keras style: `FastModel(inputs, outputs)`, a subclass
 with its own `call`, `FastSequential([...])`, or `FastModel(existing_model)`.
 """
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -395,10 +396,8 @@ class FastModel(keras.Model):
         if len(args) > len(_FIT_ARGUMENTS):
             raise TypeError(f"fit() takes at most {len(_FIT_ARGUMENTS) + 3} positional arguments.")
         kwargs = {**dict(zip(_FIT_ARGUMENTS, args, strict=False)), **kwargs}
-        finder = _batch_size_finder(batch_size)
         growth = [c for c in kwargs.get("callbacks") or [] if isinstance(c, AdaptiveBatchSize)]
-        if finder is not None or (growth and not isinstance(x, ResizableDataset)):
-            return self._fit_with_batch_plan(x, y, finder or batch_size, growth, kwargs)
+        x, y, batch_size = self._plan_batches(x, y, batch_size, growth, kwargs)
         for callback in growth:
             _give_data(callback, x)
         global_batch = batch_size
@@ -419,45 +418,93 @@ class FastModel(keras.Model):
         kwargs["callbacks"] = self._with_engine_callbacks(
             self._with_pruning_updates(kwargs.get("callbacks"))
         )
-        with restore_workers(x, validation), self._on_engine():
+        with restore_workers(x, validation), self._on_engine(), self._xla_off_while(growth):
             x = self._tuned(x)
             if validation is not None:
                 kwargs["validation_data"] = self._tuned(validation)
             return super().fit(x, y, batch_size, **kwargs)
 
-    def _fit_with_batch_plan(self, x, y, batch, growth, kwargs):
-        """`fit` with a searched batch size (`batch` is a finder) and/or a
-        growing one (`growth`: the `AdaptiveBatchSize` callbacks)."""
+    @contextlib.contextmanager
+    def _xla_off_while(self, growth):
+        """Turns an automatic XLA off on TensorFlow for a fit whose batch
+        grows: XLA compiles the step again for every new batch size (about
+        2 s each for the baseline model on 2 CPU cores, more than the whole
+        epoch), while TensorFlow's graph takes any batch size as it is."""
+        automatic = self._fastrain_options["jit_compile"] == AUTO
+        if not (
+            growth and automatic and self.jit_compile and keras.backend.backend() == "tensorflow"
+        ):
+            yield
+            return
+        compiled_choice = self._choices["jit_compile"]
+        self.jit_compile = False
+        self.train_function = self.test_function = self.predict_function = None
+        self._choices["jit_compile"] = choices.Choice(
+            "jit_compile",
+            False,
+            "while AdaptiveBatchSize grows the batch: XLA would compile the step again for "
+            "every batch size (about 2 s each measured, benchmarks/time_to_accuracy.py)",
+        )
+        self._log_choices()
+        try:
+            yield
+        finally:
+            self.jit_compile = True
+            self.train_function = self.test_function = self.predict_function = None
+            self._choices["jit_compile"] = compiled_choice
+
+    def _plan_batches(self, x, y, batch_size, growth, kwargs):
+        """Searches the batch size when asked (`"auto"`, a finder, or
+        `AdaptiveBatchSize(max_batch_size="auto")`), and wraps arrays in a
+        `ResizableDataset` for `growth` (the `AdaptiveBatchSize` callbacks).
+        Returns the `x`, `y` and `batch_size` to train with."""
+        finder = _batch_size_finder(batch_size)
+        capped = [c for c in growth if c.max_batch_size == AUTO]
+        if finder is None and not growth:
+            return x, y, batch_size
+        for callback in growth:  # no bound from an earlier fit's search
+            callback.limit_to_search(None)
         engine = self._engine or Engine()
-        if isinstance(x, ResizableDataset):
-            if isinstance(batch, BatchSizeFinder):
-                search = self._search_batch_size(batch, x.x, x.y, x.sample_weight, growth)
-                x.batch_size = search.batch_size // _feeders(engine)
-            return self.fit(x, **kwargs)
-        if _sample_count(x) is None:
+        resizable = isinstance(x, ResizableDataset)
+        if resizable:
+            arrays = (x.x, x.y, x.sample_weight)
+        elif _sample_count(x) is not None:
+            x, y = _split_validation(x, y, kwargs)
+            arrays = (x, y, kwargs.get("sample_weight"))
+        else:
             raise TypeError(
                 f"Invalid value for argument `x`. Received: x of type {type(x).__name__}. "
                 "batch_size='auto' and AdaptiveBatchSize measure and re-batch the data, "
                 "so FastModel needs arrays (or a list/dict of arrays), or a "
                 "keras_fastrain.batching.ResizableDataset, for them."
             )
-        x, y = _split_validation(x, y, kwargs)
-        if isinstance(batch, BatchSizeFinder):
-            batch = self._search_batch_size(
-                batch, x, y, kwargs.get("sample_weight"), growth
-            ).batch_size
+        if finder is not None:
+            search = self._search_batch_size(finder, *arrays, own_share=resizable)
+            batch_size = search.batch_size
+            for callback in growth:
+                callback.limit_to_search(search.max_batch_size)
+        elif resizable:
+            batch_size = x.batch_size * _feeders(engine)
+        if capped:  # grow from the start up to the fastest batch
+            start = BatchSizeFinder(min_batch_size=batch_size or 32)
+            search = self._search_batch_size(start, *arrays, own_share=resizable)
+            for callback in capped:
+                callback.limit_to_search(search.batch_size)
+        if resizable:
+            x.batch_size = batch_size // _feeders(engine)
+            return x, None, None
         if not growth:
-            return self.fit(x, y, batch, **kwargs)
+            return x, y, batch_size
         if engine.name == "multi_worker":
             raise NotImplementedError(
                 "AdaptiveBatchSize does not run under MultiWorkerMirroredStrategy yet: "
                 "TensorFlow deals out a resizable dataset's whole batches to the workers. "
                 "Use distribute='horovod' (or the JAX backend), or a fixed batch_size."
             )
-        batch = batch or 32
+        batch_size = batch_size or 32
         if kwargs.get("validation_batch_size") is None:
-            kwargs["validation_batch_size"] = batch
-        x, y, local_batch = self._worker_share(x, y, batch, kwargs)
+            kwargs["validation_batch_size"] = batch_size
+        x, y, local_batch = self._worker_share(x, y, batch_size, kwargs)
         data = ResizableDataset(
             x,
             y,
@@ -466,13 +513,14 @@ class FastModel(keras.Model):
             shuffle=kwargs.pop("shuffle", True) is not False,
             multiple_of=engine.num_replicas if engine.feeds_global_batch() else 1,
         )
-        return self.fit(data, **kwargs)
+        return data, None, None
 
-    def _search_batch_size(self, finder, x, y, sample_weight, growth):
+    def _search_batch_size(self, finder, x, y, sample_weight, own_share=False):
         """Runs `finder` on this model (each worker on its share of the
-        arrays); keeps and logs the result; bounds `growth` by it."""
+        arrays, unless they are its `own_share` already); keeps the result
+        in `batch_size_search` and logs it."""
         engine = self._engine or Engine()
-        if _feeders(engine) > 1:
+        if _feeders(engine) > 1 and not own_share:
             weights = {"sample_weight": sample_weight}
             x, y, _ = self._worker_share(x, y, engine.size, weights)
             sample_weight = weights["sample_weight"]
@@ -488,8 +536,6 @@ class FastModel(keras.Model):
             f"{search.max_batch_size})",
         )
         self._log_choices()
-        for callback in growth:
-            callback._searched_max = search.max_batch_size
         return search
 
     def _worker_share(self, x, y, batch_size, kwargs=None):

@@ -40,3 +40,10 @@ def scaled_learning_rate(base_learning_rate, base_batch_size, batch_size, rule="
     if rule == "sqrt":
         return base_learning_rate * math.sqrt(ratio)
     return base_learning_rate
+
+
+def rate_comes_from_schedule(optimizer):
+    """Whether `optimizer` (or the one it wraps) takes its learning rate
+    from a `LearningRateSchedule`, which a callback cannot simply set."""
+    config = getattr(optimizer, "inner_optimizer", optimizer).get_config()
+    return isinstance(config.get("learning_rate"), dict)  # a serialized schedule

@@ -24,6 +24,18 @@ from keras_fastrain.callbacks import AdaptiveBatchSize
 pytestmark = pytest.mark.smoke
 
 
+def digits_mlp():
+    """A small uncompiled model for the 8x8 digits, with logits out."""
+    return keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+
+
 def saturating_curve(overhead=0.01, per_sample=1e-5, memory_limit=None, log=None):
     """Step time of a step with a fixed overhead plus a cost per sample."""
 
@@ -109,14 +121,7 @@ def test_resizable_dataset_serves_every_sample_once_per_epoch_at_any_size():
 def test_finder_on_a_real_model_restores_its_state(digits):
     (x, y), _ = digits
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(10),
-        ]
-    )
+    model = digits_mlp()
     model.compile(
         optimizer="adam",
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -144,6 +149,32 @@ def test_finder_never_runs_a_batch_over_the_memory_budget(digits):
     result = finder.find(model, x, y)
     assert any(t.status == "over memory budget" for t in result.trials)
     assert result.max_batch_size < 64
+
+
+class ResourceExhaustedError(Exception):
+    """Named as TensorFlow's out-of-memory error on an accelerator."""
+
+
+def test_finder_steps_back_from_out_of_memory_errors(digits):
+    # On an accelerator a batch that does not fit fails inside fit (checked
+    # on a GPU; see the README); here fit fails the same way above 100.
+    (x, y), _ = digits
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+
+    def fit(*args, batch_size, **kwargs):
+        if batch_size > 100:
+            raise ResourceExhaustedError("OOM when allocating tensor with shape[128,64]")
+        return model.fit(*args, batch_size=batch_size, **kwargs)
+
+    finder = BatchSizeFinder(min_batch_size=16, max_trials=8, steps_per_trial=1, memory_budget=None)
+    result = finder.find(model, x, y, fit=fit)
+    failed = [t for t in result.trials if t.status == OUT_OF_MEMORY]
+    assert failed and all(t.batch_size > 100 for t in failed)
+    assert "OOM when allocating" in failed[0].detail
+    assert 64 <= result.max_batch_size <= 100
+    with pytest.raises(ValueError, match="Not even the smallest batch size, 128, fits"):
+        BatchSizeFinder(min_batch_size=128, memory_budget=None).find(model, x, y, fit=fit)
 
 
 @pytest.mark.parametrize(
@@ -232,6 +263,57 @@ def test_adaptive_batch_size_grows_at_the_scheduled_epochs(digits, recwarn, rule
     assert not [w for w in recwarn if "ran out of data" in str(w.message)]
 
 
+def noisy_bias_problem(noise_scale, samples=20000):
+    """x = 0 and y ~ N(1, sqrt(noise_scale)) over 10 outputs, a bias-only
+    model at 0 with mse: B_noise = tr(Cov y) / |mean y|^2 = noise_scale."""
+    rng = np.random.default_rng(0)
+    y = rng.normal(1.0, noise_scale**0.5, size=(samples, 10)).astype("float32")
+    x = np.zeros((samples, 1), "float32")
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(10, kernel_initializer="zeros")]
+    )
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")  # stays where it is
+    return x, y, model
+
+
+@pytest.mark.parametrize(("noise_scale", "grown"), [(400.0, 256), (0.01, 32)])
+def test_noise_scale_growth_doubles_while_the_noise_scale_is_twice_the_batch(noise_scale, grown):
+    x, y, model = noisy_bias_problem(noise_scale)
+    data = ResizableDataset(x, y, batch_size=32, seed=0)
+    adaptive = AdaptiveBatchSize(
+        data, noise_scale=True, probes=24, learning_rate_rule=None, max_batch_size=4096
+    )
+    history = model.fit(data, epochs=2, verbose=0, callbacks=[adaptive])
+    # 400 (measured within ~25%): 32 -> 64 -> 128 -> 256, not 512.
+    assert history.history["noise_scale"][0] == pytest.approx(noise_scale, rel=0.3)
+    assert history.history["batch_size"] == [32, grown]
+
+
+def test_noise_scale_growth_follows_its_measurements_on_a_real_model(digits):
+    (x, y), _ = digits
+    data = ResizableDataset(x, y, batch_size=16, seed=0)
+    model = digits_mlp()
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    adaptive = AdaptiveBatchSize(data, noise_scale=True, max_batch_size=512)
+    history = model.fit(data, epochs=4, verbose=0, callbacks=[adaptive])
+    batches, noise = history.history["batch_size"], history.history["noise_scale"]
+    assert all(n > 0 for n in noise)
+    for before, after, measured in zip(batches, batches[1:], noise, strict=False):
+        expected = before
+        while expected * 2 <= min(measured, 512):
+            expected *= 2
+        assert after == expected
+
+
 def test_adaptive_batch_size_needs_a_resizable_dataset_or_none():
     with pytest.raises(TypeError, match="ResizableDataset"):
         AdaptiveBatchSize(np.zeros((4, 2)), schedule={1: 2})
+
+
+def test_adaptive_batch_size_needs_a_rule_to_grow_by():
+    with pytest.raises(ValueError, match=r"schedule=.*noise_scale=True"):
+        AdaptiveBatchSize()
+    with pytest.raises(ValueError, match="`probes`"):
+        AdaptiveBatchSize(noise_scale=True, probes=0)

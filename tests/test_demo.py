@@ -93,6 +93,7 @@ def test_fast_recipe_scales_the_learning_rate_with_the_batch_on_a_fast_model():
     assert not isinstance(demo.baseline_model(), keras_fastrain.FastModel)
     assert fast.batch_size > plain.batch_size
     assert fast.learning_rate == pytest.approx(1e-3 * (fast.batch_size / 32) ** 0.5)
+    assert fast.grow_to > fast.batch_size and plain.grow_to is None
 
 
 def test_demo_trains_both_sides_on_a_subset_and_saves_results(tmp_path):

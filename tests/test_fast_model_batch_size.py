@@ -114,6 +114,26 @@ def test_growth_stops_at_the_largest_batch_the_search_fitted(digits):
     assert history.history["batch_size"][-1] == limit
 
 
+def test_auto_max_batch_size_grows_from_the_given_batch_up_to_the_fastest(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    adaptive = AdaptiveBatchSize(schedule={1: 1024}, max_batch_size="auto")
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[adaptive])
+    search = model.batch_size_search
+    assert search.trials[0].batch_size == 16
+    assert history.history["batch_size"] == [16, search.batch_size]
+
+
+def test_auto_max_batch_size_needs_a_fast_model(digits):
+    (x, y), _ = digits
+    data = ResizableDataset(x, y, batch_size=32)
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    adaptive = AdaptiveBatchSize(data, schedule={1: 2}, max_batch_size="auto")
+    with pytest.raises(ValueError, match=r"max_batch_size='auto'.*FastModel"):
+        model.fit(data, epochs=1, verbose=0, callbacks=[adaptive])
+
+
 def test_a_resizable_dataset_takes_the_searched_batch(digits):
     (x, y), _ = digits
     data = ResizableDataset(x, y, batch_size=8, seed=0)
@@ -154,3 +174,21 @@ def test_a_bad_batch_size_names_the_argument_and_what_is_allowed(digits, batch_s
     (x, y), _ = digits
     with pytest.raises(ValueError, match=r"`batch_size`.*'auto'.*BatchSizeFinder"):
         digits_model().fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+
+
+class _JitDuringFit(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.jit_compile = self.model.jit_compile
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's XLA choice")
+def test_tensorflow_trains_a_growing_batch_without_xla_then_turns_it_back_on(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    assert model.jit_compile is True  # FastModel's automatic choice on TensorFlow
+    seen = _JitDuringFit()
+    grow = AdaptiveBatchSize(schedule={1: 2})
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[grow, seen])
+    assert seen.jit_compile is False
+    assert model.jit_compile is True
+    assert "XLA made" in model.choices["jit_compile"].reason

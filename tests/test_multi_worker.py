@@ -128,6 +128,9 @@ def test_every_worker_searches_and_grows_to_the_same_batch(engine):
         grown = [chosen, min(2 * chosen, largest), min(4 * chosen, largest)]
         assert zero["batch_sizes"] == one["batch_sizes"] == grown
         assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
+        assert zero["noise_scales"] == pytest.approx(one["noise_scales"], rel=1e-6)
+        assert zero["noise_batch_sizes"] == one["noise_batch_sizes"]
+        assert zero["noise_batch_sizes"][0] == 32 and all(n > 0 for n in zero["noise_scales"])
 
 
 def test_a_worker_that_dies_makes_the_other_fail_not_hang(engine):

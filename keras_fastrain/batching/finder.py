@@ -1,9 +1,14 @@
 """Finds the fastest batch size that fits, by training a few steps at each.
 
-Each candidate trains three short epochs through `fit`: the first compiles
-the step for that shape, the other two time `steps_per_trial` steps (after
-the epoch's first compiled call, so that the epoch's own set-up, which
-would swamp a small model's steps, does not count) and the faster counts.
+Each candidate trains two short epochs through `fit`, each timed over
+`steps_per_trial` steps after its first compiled call (which compiles the
+step for the new shape in the first epoch; the epoch's own set-up, which
+would swamp a small model's steps, does not count either); the faster
+epoch counts. Candidates whose steps need more rows than there are
+(large batches, or `steps_per_execution` calls of many steps) are fed batch
+by batch from a `PyDataset` rather than from a copy of the arrays many
+times over; on TensorFlow that feed is a little slower per step, so those
+batches are measured on the safe side.
 So it measures what `fit` will do: the same compiled step,
 `steps_per_execution` and distribution. Before a candidate runs, its memory is checked against a
 budget (on the CPU, where running out would kill the process); on an
@@ -144,7 +149,8 @@ class BatchSizeFinder:
             except Exception as error:
                 if not memory.is_out_of_memory(error):
                     raise
-                seconds, out_of_memory = None, str(error).splitlines()[0][:120]
+                seconds, out_of_memory = None, _first_line(error)
+                memory.release_cached_memory()
             if any_worker(bool(out_of_memory)):
                 raise DoesNotFit(OUT_OF_MEMORY, out_of_memory)
             if engine.size > 1:  # every worker waits for the slowest
@@ -162,6 +168,7 @@ class BatchSizeFinder:
             )
         finally:
             snapshot.restore()
+            memory.release_cached_memory()
         if engine.size > 1:
             chosen = engine.broadcast(np.asarray([result.batch_size, result.max_batch_size]), 0)
             result.batch_size, result.max_batch_size = (int(v) for v in chosen)
@@ -174,25 +181,32 @@ class BatchSizeFinder:
         return memory.default_budget(kind)
 
     def _time_steps(self, model, fit, x, y, sample_weight, batch_size):
-        """Seconds per step at `batch_size`: the fastest of two timed epochs
-        (TensorFlow may trace the step again in the second epoch), each
+        """Seconds per step at `batch_size`: the faster of two epochs, each
         timed from the end of its first compiled call, so that neither the
-        epoch's set-up nor the first call's dispatch counts."""
+        compilation, nor a second trace (TensorFlow may trace a new shape
+        again in the next epoch), nor the epoch's set-up counts."""
         per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
         timed_steps = _round_up(self.steps_per_trial, per_call)
-        rows = np.arange(batch_size * (per_call + timed_steps)) % _sample_count(x)
+        steps = per_call + timed_steps
+        count = _sample_count(x)
         timer = _StepTimer()
-        fit(
-            _take(x, rows),
-            _take(y, rows),
-            batch_size=batch_size,
-            epochs=3,
-            verbose=0,
-            shuffle=False,
-            sample_weight=_take(sample_weight, rows),
-            callbacks=[timer],
-        )
-        return min(timer.seconds[1:]) / timed_steps
+        options = {"epochs": 2, "verbose": 0, "callbacks": [timer]}
+        engine = distribute.current()
+        if batch_size * steps <= count or (engine.size > 1 and engine.feeds_global_batch()):
+            # Views of the first rows (copies when they must wrap around; a
+            # strategy over workers shards arrays itself).
+            rows = _first_rows(batch_size * steps, count)
+            fit(
+                _take(x, rows),
+                _take(y, rows),
+                batch_size=batch_size,
+                shuffle=False,
+                sample_weight=_take(sample_weight, rows),
+                **options,
+            )
+        else:  # batch by batch, rather than a copy of the data many times over
+            fit(_CycledBatches((x, y, sample_weight), batch_size, steps), **options)
+        return min(timer.seconds) / timed_steps
 
 
 def find_batch_size(model, x, y=None, sample_weight=None, **options):
@@ -210,6 +224,23 @@ def find_batch_size(model, x, y=None, sample_weight=None, **options):
     ```
     """
     return BatchSizeFinder(**options).find(model, x, y, sample_weight)
+
+
+class _CycledBatches(keras.utils.PyDataset):
+    """`steps` batches of consecutive rows, wrapping around the arrays."""
+
+    def __init__(self, arrays, batch_size, steps):
+        super().__init__()
+        self.arrays = tuple(a for a in arrays if a is not None)
+        self.batch_size, self.steps = batch_size, steps
+        self.count = _sample_count(arrays[0])
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, index):
+        rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size) % self.count
+        return tuple(_take(a, rows) for a in self.arrays)
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -259,6 +290,22 @@ def _take(data, rows):
     if data is None:
         return None
     return keras.tree.map_structure(lambda a: a[rows], data)
+
+
+def _first_line(error):
+    """The error's message line that says what ran out, shortened (Keras
+    puts "Exception encountered when calling ..." first)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if memory.is_out_of_memory(line)]
+    return (telling or lines or [type(error).__name__])[0][:160]
+
+
+def _first_rows(count, available):
+    """Rows `0..count-1`, wrapping around; a slice (so views, not copies,
+    of the arrays) when there are enough."""
+    if count <= available:
+        return slice(0, count)
+    return np.arange(count) % available
 
 
 def _round_up(value, multiple):

@@ -1,29 +1,39 @@
-"""`AdaptiveBatchSize`: grow the batch during `fit` on a schedule.
+"""`AdaptiveBatchSize`: grow the batch during `fit`, on a schedule or as the
+gradient noise allows.
 
 Smith et al. (2018, "Don't Decay the Learning Rate, Increase the Batch
 Size") and AdaBatch grow the batch at given epochs: early epochs take many
-small, noisy steps; later ones take fewer, larger, faster steps. The batch
+small, noisy steps; later ones take fewer, larger, faster steps.
+McCandlish et al. (2018) say how large a batch still pays: up to the
+gradient noise scale `B_noise`, measured here after every epoch on a few
+random batches (`keras_fastrain.batching.noise_scale`); the batch doubles
+while `B_noise` is at least twice its size. The batch
 changes between epochs in a `keras_fastrain.batching.ResizableDataset`;
 `fit` is told the new number of steps, so its progress bar and the epoch's
 end stay right. The learning rate follows a named rule at every change.
 
 Batch sizes here are global: with workers that each feed their own share
 (Horovod, JAX multi-process) every worker's dataset serves
-`batch_size / workers`. The schedule depends only on the epoch, so every
-worker changes at the same epoch to the same size.
+`batch_size / workers`. The schedule depends only on the epoch, and the
+noise measurements are averaged over the workers before the decision, so
+every worker changes at the same epoch to the same size.
 """
 
 import math
 
 import keras
+import numpy as np
 
 from keras_fastrain import _keras_internals, distribute
+from keras_fastrain.batching.noise_scale import NoiseScaleEstimate, split_gradient_sq_norms
 from keras_fastrain.batching.resizable import ResizableDataset
 from keras_fastrain.callbacks.distributed import _sync_jax_state
 from keras_fastrain.devices import host_array
-from keras_fastrain.scaling import SCALING_RULES
-from keras_fastrain.validation import check_choice, check_int
+from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule
+from keras_fastrain.validation import check_bool, check_choice, check_int
 
+AUTO = "auto"
+PROBE_BATCH_SIZE = 256
 NEEDS_RESIZABLE = (
     "AdaptiveBatchSize changes the batch size between epochs, and Keras fixes the "
     "batch size of arrays when fit starts. Train a keras_fastrain.FastModel (it "
@@ -33,17 +43,30 @@ NEEDS_RESIZABLE = (
 
 
 class AdaptiveBatchSize(keras.callbacks.Callback):
-    """Multiplies the batch size at given epochs and scales the learning rate.
+    """Grows the batch size between epochs and scales the learning rate.
 
     Args:
         data: The `ResizableDataset` that `fit` trains on, or `None` when a
             `FastModel` trains on arrays (it wraps them and fills this in).
-        schedule: Dict `{epoch: factor}`: at the start of `epoch` (0-based)
-            the batch size is multiplied by the integer `factor` >= 1.
-        max_batch_size: Integer or `None`. The (global) batch never grows
-            past it. `None`: no bound, or, when `FastModel.fit` searched
-            the batch size (`batch_size="auto"`), the largest batch that
-            search found to fit.
+        schedule: Dict `{epoch: factor}` or `None`: at the start of `epoch`
+            (0-based) the batch size is multiplied by the integer
+            `factor` >= 1.
+        noise_scale: Bool. After every epoch, measure the gradient noise
+            scale on `probes` random batches of the training data (of the
+            batch size, and at least 256 samples; one forward and backward
+            pass each, outside the compiled step) and
+            double the batch while the noise scale is at least twice the
+            batch. Needs `schedule`, `noise_scale=True` or both (then the
+            larger batch wins). Defaults to False.
+        probes: Integer >= 1. Batches per noise measurement (per worker).
+            More make the estimate steadier. Defaults to 8.
+        max_batch_size: Integer, `"auto"` or `None`. The (global) batch
+            never grows past it. `"auto"` (FastModel only): `fit` first
+            measures the fastest batch (a `BatchSizeFinder` search starting
+            at the fit's batch size) and the batch grows up to it: larger
+            batches would train no faster. `None`: no bound, or, when
+            `FastModel.fit` searched the batch size itself
+            (`batch_size="auto"`), the largest batch that search fitted.
         learning_rate_rule: `"linear"`, `"sqrt"` or `None`: at every change
             by a ratio `r` the learning rate is multiplied by `r`,
             `sqrt(r)` or 1 (Smith et al.'s recipe keeps it). Defaults to
@@ -55,7 +78,9 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
             change, with the global batch size.
         batch_size: Integer. The global batch size in use.
 
-    Every epoch's logs (so `History`) get `batch_size`.
+    Every epoch's logs (so `History`) get `batch_size`, and with
+    `noise_scale=True` also `noise_scale`, the estimate that decides the
+    next epoch's batch.
 
     Example:
 
@@ -66,7 +91,14 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, data=None, schedule=None, max_batch_size=None, learning_rate_rule="sqrt", verbose=0
+        self,
+        data=None,
+        schedule=None,
+        noise_scale=False,
+        max_batch_size=None,
+        learning_rate_rule="sqrt",
+        probes=8,
+        verbose=0,
     ):
         super().__init__()
         if data is not None and not isinstance(data, ResizableDataset):
@@ -75,17 +107,24 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
                 f"{type(data).__name__}. Expected a keras_fastrain.batching."
                 f"ResizableDataset or None. {NEEDS_RESIZABLE}"
             )
-        if not isinstance(schedule, dict) or not schedule:
+        self.noise_scale = check_bool("noise_scale", noise_scale)
+        if schedule is None and not self.noise_scale:
+            raise ValueError(
+                "AdaptiveBatchSize needs a rule to grow by: pass schedule={epoch: factor}, "
+                "noise_scale=True, or both."
+            )
+        if schedule is not None and (not isinstance(schedule, dict) or not schedule):
             raise TypeError(
                 f"Invalid value for argument `schedule`. Received: schedule={schedule!r}. "
-                "Expected a non-empty dict {epoch: factor}."
+                "Expected a non-empty dict {epoch: factor}, or None."
             )
-        for epoch, factor in schedule.items():
+        for epoch, factor in (schedule or {}).items():
             check_int("schedule epoch", epoch, minimum=0)
             check_int("schedule factor", factor, minimum=1)
         self.data = data
-        self.schedule = dict(schedule)
-        if max_batch_size is not None:
+        self.schedule = dict(schedule or {})
+        self.probes = check_int("probes", probes, minimum=1)
+        if max_batch_size not in (None, AUTO):
             max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
         self.max_batch_size = max_batch_size
         self.learning_rate_rule = check_choice(
@@ -93,8 +132,17 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         )
         self.verbose = check_int("verbose", verbose, minimum=0)
         self.changes = []
-        self._searched_max = None  # set by FastModel.fit after a search
+        self._searched_max = None  # see limit_to_search
         self._feeders = 1
+        self._noise_scale = None  # the last estimate, in samples
+
+    def limit_to_search(self, batch_size):
+        """Bounds growth by a batch-size search's result, or by none again
+        (`None`), where `max_batch_size` is `"auto"` or `None`.
+        `FastModel.fit` calls this for every fit."""
+        if batch_size is not None:
+            batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._searched_max = batch_size
 
     @property
     def batch_size(self):
@@ -103,25 +151,33 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.data is None:
             raise TypeError(f"AdaptiveBatchSize has no data to resize. {NEEDS_RESIZABLE}")
-        engine = distribute.current()
-        self._feeders = 1 if engine.feeds_global_batch() else engine.size
-        if self.learning_rate_rule is not None:
-            optimizer = self.model.optimizer
-            config = getattr(optimizer, "inner_optimizer", optimizer).get_config()
-            if isinstance(config.get("learning_rate"), dict):  # a serialized schedule
-                raise ValueError(
-                    "AdaptiveBatchSize scales the learning rate, and this optimizer takes "
-                    "it from a LearningRateSchedule: give the optimizer a fixed rate, or "
-                    "pass learning_rate_rule=None."
-                )
+        if self.max_batch_size == AUTO and self._searched_max is None:
+            raise ValueError(
+                "AdaptiveBatchSize(max_batch_size='auto') measures the fastest batch, which "
+                "keras_fastrain.FastModel does in fit: train a FastModel, or give an integer."
+            )
+        self._engine = distribute.current()
+        self._feeders = 1 if self._engine.feeds_global_batch() else self._engine.size
+        self._noise_scale = None
+        self._rng = np.random.default_rng(self._engine.rank)
+        if self.learning_rate_rule is not None and rate_comes_from_schedule(self.model.optimizer):
+            raise ValueError(
+                "AdaptiveBatchSize scales the learning rate, and this optimizer takes "
+                "it from a LearningRateSchedule: give the optimizer a fixed rate, or "
+                "pass learning_rate_rule=None."
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         old = self.batch_size
         new = old * self.schedule.get(epoch, 1)
-        limit = self.max_batch_size or self._searched_max
-        if limit is not None:
-            step = self.data.multiple_of * self._feeders
-            new = max(min(new, limit) // step * step, old)
+        limit = self._searched_max if self.max_batch_size in (None, AUTO) else self.max_batch_size
+        if limit is None:
+            limit = self.data.num_samples * self._feeders  # one batch per epoch
+        if self._noise_scale is not None:  # may be infinite: no signal left
+            while new * 2 <= min(self._noise_scale, limit):
+                new *= 2
+        step = self.data.multiple_of * self._feeders
+        new = max(min(new, limit) // step * step, old)
         if new == old:
             return
         self.data.batch_size = new // self._feeders
@@ -132,8 +188,33 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
             print(f"\nEpoch {epoch + 1}: batch size {old} -> {new}, learning rate {rate:.3g}.")
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.noise_scale:
+            self._noise_scale = self._measure_noise_scale()
         if logs is not None:
             logs["batch_size"] = self.batch_size
+            if self.noise_scale:
+                logs["noise_scale"] = self._noise_scale
+
+    def _measure_noise_scale(self):
+        """`B_noise` from `probes` random batches of this worker's data,
+        the norms averaged over all workers (so all decide alike)."""
+        _sync_jax_state(self.model)
+        parts = 4
+        # Probes at least PROBE_BATCH_SIZE samples: a batch far below the
+        # noise scale measures mostly noise.
+        size = min(self.data.num_samples, max(PROBE_BATCH_SIZE, self.data.batch_size))
+        size = size // parts * parts
+        estimate = NoiseScaleEstimate()
+        for _ in range(self.probes):
+            batch = self.data.sample_batch(size, self._rng)
+            small, big = split_gradient_sq_norms(self.model, batch, parts=parts)
+            estimate.add(small, big, size // parts, size)
+        gradient, trace = estimate.means()
+        if self._engine.size > 1:
+            gradient, trace = (
+                float(v) for v in self._engine.allreduce(np.array([gradient, trace]), "mean")
+            )
+        return NoiseScaleEstimate.ratio(gradient, trace)
 
     def _scale_learning_rate(self, ratio):
         optimizer = self.model.optimizer

@@ -11,6 +11,7 @@ import keras
 
 from keras_fastrain import _keras_internals, distribute
 from keras_fastrain.devices import host_array
+from keras_fastrain.scaling import rate_comes_from_schedule
 from keras_fastrain.validation import check_float, check_int
 
 
@@ -134,8 +135,7 @@ class LearningRateWarmupCallback(keras.callbacks.Callback):
                 "does not know it for this data, so pass steps_per_epoch."
             )
         optimizer = self.model.optimizer
-        config = getattr(optimizer, "inner_optimizer", optimizer).get_config()
-        if isinstance(config.get("learning_rate"), dict):  # a serialized schedule
+        if rate_comes_from_schedule(optimizer):
             raise ValueError(
                 "LearningRateWarmupCallback sets the learning rate, and this optimizer "
                 "takes it from a LearningRateSchedule: give the optimizer a fixed rate."

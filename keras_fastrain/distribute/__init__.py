@@ -285,4 +285,8 @@ def _local_devices(backend):
         import jax
 
         return [f"{device.platform}:{device.id}" for device in jax.local_devices()]
-    return []  # Keras 3.15 has no distribution backend for torch
+    # Keras 3.15 has no distribution backend for torch: it trains on the
+    # first device torch offers, and that device is what is named here.
+    from keras_fastrain.devices import list_devices
+
+    return list_devices()[:1]

@@ -240,7 +240,13 @@ def batch_size():
         callbacks = []
     history = model.fit(x, y, batch_size=finder, epochs=3, verbose=0, callbacks=callbacks)
     search = model.batch_size_search
+    noise = {}
+    if engine.name != "multi_worker":  # growth by the noise scale, decided alike
+        by_noise = AdaptiveBatchSize(noise_scale=True, probes=2, max_batch_size=256)
+        noise = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[by_noise]).history
     report(
+        noise_scales=noise.get("noise_scale"),
+        noise_batch_sizes=noise.get("batch_size"),
         chosen=search.batch_size,
         largest=search.max_batch_size,
         trials=[t.batch_size for t in search.trials],
