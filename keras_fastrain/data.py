@@ -31,7 +31,7 @@ import os
 
 import keras
 
-from keras_fastrain.batching.resizable import ResizableDataset
+from keras_fastrain.batching.resizable import ResizableBatches
 from keras_fastrain.choices import Choice
 
 # Threads for a PyDataset left at workers=1: enough to hide file reads and
@@ -79,7 +79,8 @@ def tune_input(data, backend=None):
         )
     backend = backend or keras.backend.backend()
     if isinstance(data, keras.utils.PyDataset) and data.workers == 1:
-        resizable = isinstance(data, ResizableDataset)  # read-ahead would serve old sizes
+        # Read-ahead would serve batches of the old size after a change.
+        resizable = isinstance(data, ResizableBatches)
         if data.use_multiprocessing or backend != "tensorflow" or resizable:
             return data, None
         data.workers = input_threads()

@@ -25,7 +25,8 @@ import numpy as np
 from keras_fastrain import _keras_internals, choices
 from keras_fastrain.augmentation import as_augmentation_layer
 from keras_fastrain.batching.finder import BatchSizeFinder
-from keras_fastrain.batching.resizable import ResizableDataset
+from keras_fastrain.batching.grouped import GroupedBatches
+from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
@@ -465,18 +466,29 @@ class FastModel(keras.Model):
         for callback in growth:  # no bound from an earlier fit's search
             callback.limit_to_search(None)
         engine = self._engine or Engine()
+        if growth and engine.name == "multi_worker":
+            raise NotImplementedError(
+                "AdaptiveBatchSize does not run under MultiWorkerMirroredStrategy yet: "
+                "TensorFlow deals out a resizable dataset's whole batches to the workers. "
+                "Use distribute='horovod' (or the JAX backend), or a fixed batch_size."
+            )
         resizable = isinstance(x, ResizableDataset)
+        searching = finder is not None or capped
         if resizable:
             arrays = (x.x, x.y, x.sample_weight)
+        elif isinstance(x, keras.utils.PyDataset) and not searching:
+            # A PyDataset grows by whole batches of its own.
+            return (x if isinstance(x, ResizableBatches) else GroupedBatches(x)), None, None
         elif _sample_count(x) is not None:
             x, y = _split_validation(x, y, kwargs)
             arrays = (x, y, kwargs.get("sample_weight"))
         else:
             raise TypeError(
                 f"Invalid value for argument `x`. Received: x of type {type(x).__name__}. "
-                "batch_size='auto' and AdaptiveBatchSize measure and re-batch the data, "
-                "so FastModel needs arrays (or a list/dict of arrays), or a "
-                "keras_fastrain.batching.ResizableDataset, for them."
+                "FastModel measures batch sizes (batch_size='auto', max_batch_size='auto') "
+                "on arrays (or a list/dict of arrays) or a keras_fastrain.batching."
+                "ResizableDataset, and grows the batch of those or of a keras.utils."
+                "PyDataset; a tf.data.Dataset fixes its batch size itself."
             )
         if finder is not None:
             search = self._search_batch_size(finder, *arrays, own_share=resizable)
@@ -495,12 +507,6 @@ class FastModel(keras.Model):
             return x, None, None
         if not growth:
             return x, y, batch_size
-        if engine.name == "multi_worker":
-            raise NotImplementedError(
-                "AdaptiveBatchSize does not run under MultiWorkerMirroredStrategy yet: "
-                "TensorFlow deals out a resizable dataset's whole batches to the workers. "
-                "Use distribute='horovod' (or the JAX backend), or a fixed batch_size."
-            )
         batch_size = batch_size or 32
         if kwargs.get("validation_batch_size") is None:
             kwargs["validation_batch_size"] = batch_size
@@ -798,7 +804,7 @@ def _feeders(engine):
 
 def _give_data(callback, data):
     """Hands the dataset `fit` trains on to an `AdaptiveBatchSize` without one."""
-    if callback.data is None and isinstance(data, ResizableDataset):
+    if callback.data is None and isinstance(data, ResizableBatches):
         callback.data = data
     elif callback.data is not None and callback.data is not data:
         raise ValueError(

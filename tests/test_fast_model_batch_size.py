@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_fastrain import FastModel
-from keras_fastrain.batching import BatchSizeFinder, ResizableDataset
+from keras_fastrain.batching import BatchSizeFinder, GroupedBatches, ResizableDataset
 from keras_fastrain.callbacks import AdaptiveBatchSize
 
 pytestmark = pytest.mark.smoke
@@ -167,6 +167,40 @@ def test_searching_needs_arrays_or_a_resizable_dataset(digits):
     (x, y), _ = digits
     with pytest.raises(TypeError, match=r"argument `x`.*_Batches.*ResizableDataset"):
         digits_model().fit(_Batches(x, y), batch_size="auto", epochs=1, verbose=0)
+
+
+def test_adaptive_batch_size_grows_a_fast_model_fed_a_py_dataset_by_whole_batches(digits, recwarn):
+    (x, y), _ = digits
+    model = digits_model()
+    record = _EpochRecord()
+    grow = AdaptiveBatchSize(schedule={1: 2, 2: 3}, noise_scale=False)
+    history = model.fit(_Batches(x, y), epochs=3, verbose=0, callbacks=[grow, record])
+    source_batches = len(x) // 64
+    assert history.history["batch_size"] == [64, 128, 384]
+    assert record.planned == record.ran == [math.ceil(source_batches / g) for g in (1, 2, 6)]
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
+def test_noise_scale_growth_measures_a_py_dataset_too(digits):
+    (x, y), _ = digits
+    grow = AdaptiveBatchSize(noise_scale=True, probes=2, max_batch_size=256)
+    history = digits_model().fit(_Batches(x, y), epochs=2, verbose=0, callbacks=[grow])
+    assert all(n > 0 for n in history.history["noise_scale"])
+    assert history.history["batch_size"][1] in (64, 128, 256)
+
+
+def test_grouped_batches_serve_whole_source_batches(digits):
+    (x, y), _ = digits
+    grouped = GroupedBatches(_Batches(x, y), group=3)
+    assert (grouped.batch_size, grouped.multiple_of) == (192, 64)
+    _, first_y = grouped[0]
+    np.testing.assert_array_equal(first_y, y[:192])
+    grouped.batch_size = 128
+    assert len(grouped) == math.ceil((len(x) // 64) / 2)
+    sample_x, _ = grouped.sample_batch(100, np.random.default_rng(0))
+    assert len(sample_x) == 100
+    with pytest.raises(ValueError, match=r"batch_size=100.*multiple of 64"):
+        grouped.batch_size = 100
 
 
 @pytest.mark.parametrize("batch_size", ["fastest", 0, 2.5, True])

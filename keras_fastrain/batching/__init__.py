@@ -3,11 +3,13 @@
 - `find_batch_size` / `BatchSizeFinder`: measure throughput over candidate
   batch sizes within a memory budget (`search.py` holds the algorithm).
 - `ResizableDataset`: arrays as a `keras.utils.PyDataset` whose batch size
-  can change between epochs.
+  can change between epochs; `GroupedBatches`: a `PyDataset`'s batches
+  served several at a time, so that its batch can grow too.
 - `noise_scale`: the gradient noise scale of McCandlish et al. (2018).
 """
 
 from keras_fastrain.batching.finder import BatchSizeFinder, find_batch_size
+from keras_fastrain.batching.grouped import GroupedBatches
 from keras_fastrain.batching.resizable import ResizableDataset
 from keras_fastrain.batching.search import BatchSizeSearch, DoesNotFit, Trial, search_batch_size
 
@@ -15,6 +17,7 @@ __all__ = [
     "BatchSizeFinder",
     "BatchSizeSearch",
     "DoesNotFit",
+    "GroupedBatches",
     "ResizableDataset",
     "Trial",
     "find_batch_size",

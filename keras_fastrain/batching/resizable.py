@@ -15,7 +15,42 @@ import numpy as np
 from keras_fastrain.validation import check_bool, check_int
 
 
-class ResizableDataset(keras.utils.PyDataset):
+class ResizableBatches(keras.utils.PyDataset):
+    """A `PyDataset` whose batch size can change between epochs: what
+    `AdaptiveBatchSize` resizes.
+
+    Subclasses set `multiple_of` and `num_samples`, and define
+    `num_batches`, `_batch(index)` and `sample_batch(batch_size, rng)`.
+    """
+
+    multiple_of = 1
+    _multiple_reason = "the replicas that split it"
+
+    @property
+    def batch_size(self):
+        """The size of the batches served from the next epoch on."""
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value):
+        value = check_int("batch_size", value, minimum=self.multiple_of)
+        if value % self.multiple_of:
+            raise ValueError(
+                f"Invalid value for argument `batch_size`. Received: batch_size={value}. "
+                f"Expected a multiple of {self.multiple_of} ({self._multiple_reason})."
+            )
+        self._batch_size = value
+
+    def __len__(self):
+        return self.num_batches
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"Batch {index} of a dataset of {self.num_batches} batches.")
+        return self._batch(index)
+
+
+class ResizableDataset(ResizableBatches):
     """Serves `(x, y, sample_weight)` in batches of a changeable size.
 
     Every epoch it draws a new order of the samples (when `shuffle`), then
@@ -83,21 +118,6 @@ class ResizableDataset(keras.utils.PyDataset):
         self._rng = np.random.default_rng(seed)
         self._order = np.arange(self.num_samples)
 
-    @property
-    def batch_size(self):
-        """The size of the batches served from the next epoch on."""
-        return self._batch_size
-
-    @batch_size.setter
-    def batch_size(self, value):
-        value = check_int("batch_size", value, minimum=self.multiple_of)
-        if value % self.multiple_of:
-            raise ValueError(
-                f"Invalid value for argument `batch_size`. Received: batch_size={value}. "
-                f"Expected a multiple of {self.multiple_of} (the replicas that split it)."
-            )
-        self._batch_size = value
-
     def _used_samples(self):
         """Samples served per epoch: all but the last batch's unsplittable rest."""
         return self.num_samples - (self.num_samples % self._batch_size) % self.multiple_of
@@ -106,12 +126,7 @@ class ResizableDataset(keras.utils.PyDataset):
     def num_batches(self):
         return math.ceil(self._used_samples() / self._batch_size)
 
-    def __len__(self):
-        return self.num_batches
-
-    def __getitem__(self, index):
-        if not 0 <= index < self.num_batches:
-            raise IndexError(f"Batch {index} of a dataset of {self.num_batches} batches.")
+    def _batch(self, index):
         start = index * self._batch_size
         rows = self._order[start : min(start + self._batch_size, self._used_samples())]
         return self._take(rows)

@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_fastrain import _keras_internals, distribute
 from keras_fastrain.batching.noise_scale import NoiseScaleEstimate, split_gradient_sq_norms
-from keras_fastrain.batching.resizable import ResizableDataset
+from keras_fastrain.batching.resizable import ResizableBatches
 from keras_fastrain.callbacks.distributed import _sync_jax_state
 from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule
@@ -46,8 +46,10 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     """Grows the batch size between epochs and scales the learning rate.
 
     Args:
-        data: The `ResizableDataset` that `fit` trains on, or `None` when a
-            `FastModel` trains on arrays (it wraps them and fills this in).
+        data: The `ResizableDataset` (or `GroupedBatches`) that `fit` trains
+            on, or `None` when a `FastModel` trains (it wraps arrays in a
+            `ResizableDataset` and a `keras.utils.PyDataset` in a
+            `GroupedBatches`, and fills this in).
         schedule: Dict `{epoch: factor}` or `None`: at the start of `epoch`
             (0-based) the batch size is multiplied by the integer
             `factor` >= 1.
@@ -101,11 +103,11 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         verbose=0,
     ):
         super().__init__()
-        if data is not None and not isinstance(data, ResizableDataset):
+        if data is not None and not isinstance(data, ResizableBatches):
             raise TypeError(
                 "Invalid value for argument `data`. Received: data of type "
                 f"{type(data).__name__}. Expected a keras_fastrain.batching."
-                f"ResizableDataset or None. {NEEDS_RESIZABLE}"
+                f"ResizableDataset, a GroupedBatches or None. {NEEDS_RESIZABLE}"
             )
         self.noise_scale = check_bool("noise_scale", noise_scale)
         if schedule is None and not self.noise_scale:
@@ -207,8 +209,9 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         estimate = NoiseScaleEstimate()
         for _ in range(self.probes):
             batch = self.data.sample_batch(size, self._rng)
+            drawn = len(keras.tree.flatten(batch)[0]) // parts * parts
             small, big = split_gradient_sq_norms(self.model, batch, parts=parts)
-            estimate.add(small, big, size // parts, size)
+            estimate.add(small, big, drawn // parts, drawn)
         gradient, trace = estimate.means()
         if self._engine.size > 1:
             gradient, trace = (
