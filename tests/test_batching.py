@@ -319,3 +319,5 @@ def test_adaptive_batch_size_needs_a_rule_to_grow_by():
         AdaptiveBatchSize()
     with pytest.raises(ValueError, match="`probes`"):
         AdaptiveBatchSize(noise_scale=True, probes=0)
+    with pytest.raises(ValueError, match=r"max_batch_size='fastest'.*'auto' or None"):
+        AdaptiveBatchSize(noise_scale=True, max_batch_size="fastest")

@@ -126,6 +126,11 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self.data = data
         self.schedule = dict(schedule or {})
         self.probes = check_int("probes", probes, minimum=1)
+        if isinstance(max_batch_size, str) and max_batch_size != AUTO:
+            raise ValueError(
+                "Invalid value for argument `max_batch_size`. Received: "
+                f"max_batch_size={max_batch_size!r}. Expected an integer >= 1, 'auto' or None."
+            )
         if max_batch_size not in (None, AUTO):
             max_batch_size = check_int("max_batch_size", max_batch_size, minimum=1)
         self.max_batch_size = max_batch_size
