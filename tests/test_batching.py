@@ -1,6 +1,9 @@
 """The batch-size search, the finder on a real model, the resizable
 dataset and the gradient-noise-scale formula."""
 
+import gc
+import weakref
+
 import keras
 import numpy as np
 import pytest
@@ -203,6 +206,20 @@ def test_noise_scale_measured_on_a_model_matches_the_closed_form():
         small, big = split_gradient_sq_norms(model, (x[rows], y[rows]), parts=4)
         estimate.add(small, big, 64, 256)
     assert estimate.value == pytest.approx(expected, rel=0.25)
+
+
+def test_noise_measurement_leaves_the_model_free_to_go(digits):
+    # The compiled gradient is cached per model; the cache must not keep
+    # models alive (a tuner builds hundreds).
+    (x, y), _ = digits
+    model = digits_mlp()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    first = split_gradient_sq_norms(model, (x[:64], y[:64]), parts=4)
+    assert split_gradient_sq_norms(model, (x[:64], y[:64]), parts=4) == pytest.approx(first)
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
 
 
 class _DoubleAtEpochOne(keras.callbacks.Callback):

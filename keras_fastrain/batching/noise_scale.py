@@ -22,6 +22,7 @@ backward pass over `B_big` samples.
 """
 
 import functools
+import weakref
 
 import keras
 import numpy as np
@@ -107,6 +108,10 @@ def _rows(array, rows):
     return None if array is None else array[rows]
 
 
+# Each model's compiled gradient function (TensorFlow, JAX); gone with the model.
+_COMPILED_GRADIENTS = weakref.WeakKeyDictionary()
+
+
 def _gradient(model, x, y, sample_weight):
     """The loss gradient for each trainable variable, as numpy arrays, in
     training mode, without changing any variable."""
@@ -123,14 +128,24 @@ def _gradient(model, x, y, sample_weight):
 def _tensorflow_gradient(model, x, y, sample_weight):
     import tensorflow as tf
 
-    variables = [v.value for v in model.trainable_variables]
-    with tf.GradientTape() as tape:
-        y_pred = model(x, training=True)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
-    return [
-        np.zeros(v.shape, "float32") if g is None else tf.convert_to_tensor(g).numpy()
-        for v, g in zip(variables, tape.gradient(loss, variables), strict=True)
-    ]
+    gradient = _COMPILED_GRADIENTS.get(model)
+    if gradient is None:  # traced once per model (and batch shape), as fit's step is
+        model_ref = weakref.ref(model)  # the cache must not keep the model alive
+
+        @tf.function(reduce_retracing=True)
+        def gradient(x, y, sample_weight):
+            model = model_ref()
+            variables = [v.value for v in model.trainable_variables]
+            with tf.GradientTape() as tape:
+                y_pred = model(x, training=True)
+                loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)
+            return [
+                tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                for v, g in zip(variables, tape.gradient(loss, variables), strict=True)
+            ]
+
+        _COMPILED_GRADIENTS[model] = gradient
+    return [g.numpy() for g in gradient(x, y, sample_weight)]
 
 
 def _jax_gradient(model, x, y, sample_weight):
@@ -148,21 +163,26 @@ def _jax_gradient(model, x, y, sample_weight):
     # A loss-scaling optimizer scales the loss; the noise scale, a ratio of
     # squared norms, does not change with that scale.
     optimizer_values = [host_array(v) for v in model.optimizer.variables]
+    gradient = _COMPILED_GRADIENTS.get(model)
+    if gradient is None:  # compiled once per model (and batch shape), as fit's step is
+        model_ref = weakref.ref(model)  # the cache must not keep the model alive
 
-    def loss(trainable_values):
-        value, _ = model.compute_loss_and_updates(
-            trainable_values,
-            non_trainable,
-            metrics,
-            x,
-            y,
-            sample_weight,
-            training=True,
-            optimizer_variables=optimizer_values,
-        )
-        return value
+        def loss(trainable_values, non_trainable, metrics, optimizer_values, x, y, sample_weight):
+            value, _ = model_ref().compute_loss_and_updates(
+                trainable_values,
+                non_trainable,
+                metrics,
+                x,
+                y,
+                sample_weight,
+                training=True,
+                optimizer_variables=optimizer_values,
+            )
+            return value
 
-    return [np.asarray(g, "float32") for g in jax.grad(loss)(trainable)]
+        gradient = _COMPILED_GRADIENTS[model] = jax.jit(jax.grad(loss))
+    values = gradient(trainable, non_trainable, metrics, optimizer_values, x, y, sample_weight)
+    return [np.asarray(g, "float32") for g in values]
 
 
 def _torch_gradient(model, x, y, sample_weight):
