@@ -392,15 +392,21 @@ class FastModel(keras.Model):
         and used; the search is kept in `model.batch_size_search`. With an
         `AdaptiveBatchSize` callback, array inputs are served by a
         `ResizableDataset` whose batch grows (`validation_split` is taken
-        from the arrays first, as Keras does).
+        from the arrays first, as Keras does), and a `keras.utils.PyDataset`
+        by a `GroupedBatches`, which grows by whole batches of its own.
         """
         if len(args) > len(_FIT_ARGUMENTS):
             raise TypeError(f"fit() takes at most {len(_FIT_ARGUMENTS) + 3} positional arguments.")
         kwargs = {**dict(zip(_FIT_ARGUMENTS, args, strict=False)), **kwargs}
         growth = [c for c in kwargs.get("callbacks") or [] if isinstance(c, AdaptiveBatchSize)]
-        x, y, batch_size = self._plan_batches(x, y, batch_size, growth, kwargs)
-        for callback in growth:
-            _give_data(callback, x)
+        with self._xla_off_while(growth):  # a search then measures what will train
+            x, y, batch_size = self._plan_batches(x, y, batch_size, growth, kwargs)
+            for callback in growth:
+                _give_data(callback, x)
+            return self._fit_on_engine(x, y, batch_size, kwargs)
+
+    def _fit_on_engine(self, x, y, batch_size, kwargs):
+        """`keras.Model.fit` on the engine, each worker on its share."""
         global_batch = batch_size
         x, y, batch_size = self._worker_share(x, y, batch_size, kwargs)
         validation = kwargs.get("validation_data")
@@ -419,7 +425,7 @@ class FastModel(keras.Model):
         kwargs["callbacks"] = self._with_engine_callbacks(
             self._with_pruning_updates(kwargs.get("callbacks"))
         )
-        with restore_workers(x, validation), self._on_engine(), self._xla_off_while(growth):
+        with restore_workers(x, validation), self._on_engine():
             x = self._tuned(x)
             if validation is not None:
                 kwargs["validation_data"] = self._tuned(validation)

@@ -1,20 +1,22 @@
 """Finds the fastest batch size that fits, by training a few steps at each.
 
-Each candidate trains two short epochs through `fit`, each timed over
-`steps_per_trial` steps after its first compiled call (which compiles the
-step for the new shape in the first epoch; the epoch's own set-up, which
-would swamp a small model's steps, does not count either); the faster
-epoch counts. Candidates whose steps need more rows than there are
-(large batches, or `steps_per_execution` calls of many steps) are fed batch
-by batch from a `PyDataset` rather than from a copy of the arrays many
-times over; on TensorFlow that feed is a little slower per step, so those
-batches are measured on the safe side.
-So it measures what `fit` will do: the same compiled step,
-`steps_per_execution` and distribution. Before a candidate runs, its memory is checked against a
-budget (on the CPU, where running out would kill the process); on an
-accelerator an out-of-memory error marks it as not fitting. The model's
-variables, its optimizer's (iterations and slots included) and its metrics
-are put back afterwards, so the search leaves no trace in training.
+Each candidate trains two short epochs through `fit`, so it measures what
+`fit` will do: the same compiled step, `steps_per_execution` and
+distribution. Each epoch is timed over `steps_per_trial` steps after its
+first compiled call (which compiles the step for the new shape in the first
+epoch; the epoch's own set-up, which would swamp a small model's steps, does
+not count either), and the faster epoch counts. Candidates whose steps need
+more rows than there are (large batches, or `steps_per_execution` calls of
+many steps) are fed batch by batch from a `PyDataset` rather than from a
+copy of the arrays many times over; on TensorFlow that feed is a little
+slower per step, so those batches are measured on the safe side.
+
+Before a candidate runs, its memory is checked against a budget (on the
+CPU, where running out would kill the process); on an accelerator an
+out-of-memory error marks it as not fitting, and the memory the failed step
+held is handed back. The model's variables, its optimizer's (iterations and
+slots included) and its metrics are put back afterwards, so the search
+leaves no trace in training.
 
 With several workers every worker runs every candidate (their steps are
 collective), the slowest worker's time counts, a candidate too large for

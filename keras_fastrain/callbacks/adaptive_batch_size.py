@@ -82,7 +82,8 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
 
     Every epoch's logs (so `History`) get `batch_size`, and with
     `noise_scale=True` also `noise_scale`, the estimate that decides the
-    next epoch's batch.
+    next epoch's batch (measured while the batch can still double, then
+    kept).
 
     Example:
 
@@ -177,9 +178,7 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         old = self.batch_size
         new = old * self.schedule.get(epoch, 1)
-        limit = self._searched_max if self.max_batch_size in (None, AUTO) else self.max_batch_size
-        if limit is None:
-            limit = self.data.num_samples * self._feeders  # one batch per epoch
+        limit = self._limit()
         if self._noise_scale is not None:  # may be infinite: no signal left
             while new * 2 <= min(self._noise_scale, limit):
                 new *= 2
@@ -194,12 +193,18 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: batch size {old} -> {new}, learning rate {rate:.3g}.")
 
+    def _limit(self):
+        """The largest global batch growth may reach."""
+        limit = self._searched_max if self.max_batch_size in (None, AUTO) else self.max_batch_size
+        return limit or self.data.num_samples * self._feeders  # one batch per epoch
+
     def on_epoch_end(self, epoch, logs=None):
-        if self.noise_scale:
+        # No measurement once the batch cannot double any more.
+        if self.noise_scale and self.batch_size * 2 <= self._limit():
             self._noise_scale = self._measure_noise_scale()
         if logs is not None:
             logs["batch_size"] = self.batch_size
-            if self.noise_scale:
+            if self._noise_scale is not None:
                 logs["noise_scale"] = self._noise_scale
 
     def _measure_noise_scale(self):
