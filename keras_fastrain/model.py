@@ -27,6 +27,7 @@ from keras_fastrain.augmentation import as_augmentation_layer
 from keras_fastrain.batching.finder import BatchSizeFinder
 from keras_fastrain.batching.grouped import GroupedBatches
 from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
+from keras_fastrain.batching.tf_data_batches import TFDataBatches
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
@@ -393,7 +394,8 @@ class FastModel(keras.Model):
         `AdaptiveBatchSize` callback, array inputs are served by a
         `ResizableDataset` whose batch grows (`validation_split` is taken
         from the arrays first, as Keras does), and a `keras.utils.PyDataset`
-        by a `GroupedBatches`, which grows by whole batches of its own.
+        or a batched `tf.data.Dataset` by a `GroupedBatches` or
+        `TFDataBatches`, which grow by whole batches of their own.
         """
         if len(args) > len(_FIT_ARGUMENTS):
             raise TypeError(f"fit() takes at most {len(_FIT_ARGUMENTS) + 3} positional arguments.")
@@ -485,6 +487,8 @@ class FastModel(keras.Model):
         elif isinstance(x, keras.utils.PyDataset) and not searching:
             # A PyDataset grows by whole batches of its own.
             return (x if isinstance(x, ResizableBatches) else GroupedBatches(x)), None, None
+        elif _is_tf_dataset(x) and not searching:  # so does a tf.data dataset
+            return TFDataBatches(self._worker_share(x, None, None)[0]), None, None
         elif _sample_count(x) is not None:
             x, y = _split_validation(x, y, kwargs)
             arrays = (x, y, kwargs.get("sample_weight"))
@@ -493,8 +497,8 @@ class FastModel(keras.Model):
                 f"Invalid value for argument `x`. Received: x of type {type(x).__name__}. "
                 "FastModel measures batch sizes (batch_size='auto', max_batch_size='auto') "
                 "on arrays (or a list/dict of arrays) or a keras_fastrain.batching."
-                "ResizableDataset, and grows the batch of those or of a keras.utils."
-                "PyDataset; a tf.data.Dataset fixes its batch size itself."
+                "ResizableDataset; it grows the batch of those, of a keras.utils.PyDataset "
+                "or of a tf.data.Dataset."
             )
         if finder is not None:
             search = self._search_batch_size(finder, *arrays, own_share=resizable)

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from keras_fastrain import FastModel
-from keras_fastrain.batching import BatchSizeFinder, GroupedBatches, ResizableDataset
+from keras_fastrain.batching import (
+    BatchSizeFinder,
+    GroupedBatches,
+    ResizableDataset,
+    TFDataBatches,
+)
 from keras_fastrain.callbacks import AdaptiveBatchSize
 
 pytestmark = pytest.mark.smoke
@@ -187,6 +192,33 @@ def test_noise_scale_growth_measures_a_py_dataset_too(digits):
     history = digits_model().fit(_Batches(x, y), epochs=2, verbose=0, callbacks=[grow])
     assert all(n > 0 for n in history.history["noise_scale"])
     assert history.history["batch_size"][1] in (64, 128, 256)
+
+
+def test_adaptive_batch_size_grows_a_fast_model_fed_tf_data(digits, recwarn):
+    tf = pytest.importorskip("tensorflow")
+    (x, y), _ = digits
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    record = _EpochRecord()
+    grow = AdaptiveBatchSize(schedule={1: 2, 2: 2})
+    history = digits_model().fit(dataset, epochs=3, verbose=0, callbacks=[grow, record])
+    source_batches = math.ceil(len(x) / 64)
+    assert history.history["batch_size"] == [64, 128, 256]
+    assert record.planned == record.ran == [math.ceil(source_batches / g) for g in (1, 2, 4)]
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+
+
+def test_tf_data_batches_read_in_order_and_start_again_for_an_earlier_batch(digits):
+    tf = pytest.importorskip("tensorflow")
+    (x, y), _ = digits
+    batches = TFDataBatches(tf.data.Dataset.from_tensor_slices((x, y)).batch(100), group=2)
+    assert (batches.batch_size, batches.multiple_of, len(batches)) == (200, 100, 8)
+    np.testing.assert_array_equal(batches[1][1], y[200:400])
+    np.testing.assert_array_equal(batches[0][1], y[:200])  # back to the start
+    np.testing.assert_array_equal(batches[7][1], y[1400:])  # the last, shorter
+    assert len(batches.sample_batch(250, None)[0]) == 250
+    unknown = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda a, b: b > 0).batch(10)
+    with pytest.raises(ValueError, match=r"cardinality -2.*assert_cardinality"):
+        TFDataBatches(unknown)
 
 
 def test_grouped_batches_serve_whole_source_batches(digits):

@@ -4,7 +4,8 @@
   batch sizes within a memory budget (`search.py` holds the algorithm).
 - `ResizableDataset`: arrays as a `keras.utils.PyDataset` whose batch size
   can change between epochs; `GroupedBatches`: a `PyDataset`'s batches
-  served several at a time, so that its batch can grow too.
+  served several at a time, so that its batch can grow too; `TFDataBatches`
+  the same for a batched `tf.data.Dataset`.
 - `noise_scale`: the gradient noise scale of McCandlish et al. (2018).
 """
 
@@ -12,6 +13,7 @@ from keras_fastrain.batching.finder import BatchSizeFinder, find_batch_size
 from keras_fastrain.batching.grouped import GroupedBatches
 from keras_fastrain.batching.resizable import ResizableDataset
 from keras_fastrain.batching.search import BatchSizeSearch, DoesNotFit, Trial, search_batch_size
+from keras_fastrain.batching.tf_data_batches import TFDataBatches
 
 __all__ = [
     "BatchSizeFinder",
@@ -19,6 +21,7 @@ __all__ = [
     "DoesNotFit",
     "GroupedBatches",
     "ResizableDataset",
+    "TFDataBatches",
     "Trial",
     "find_batch_size",
     "search_batch_size",

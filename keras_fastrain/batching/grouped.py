@@ -63,7 +63,7 @@ class GroupedBatches(ResizableBatches):
     def _batch(self, index):
         first = index * self._group
         last = min(first + self._group, self.source.num_batches)
-        return _concatenate([self.source[i] for i in range(first, last)])
+        return concatenate_batches([self.source[i] for i in range(first, last)])
 
     def on_epoch_begin(self):
         self.source.on_epoch_begin()
@@ -76,11 +76,12 @@ class GroupedBatches(ResizableBatches):
         (whole batches, cut to `batch_size`), for measurements."""
         count = min(self.source.num_batches, math.ceil(batch_size / self.multiple_of))
         picked = rng.choice(self.source.num_batches, size=count, replace=False)
-        batch = _concatenate([self.source[int(i)] for i in np.sort(picked)])
+        batch = concatenate_batches([self.source[int(i)] for i in np.sort(picked)])
         return keras.tree.map_structure(lambda a: a[:batch_size], batch)
 
 
-def _concatenate(batches):
+def concatenate_batches(batches):
+    """One batch of the given ones' samples, in order (structures kept)."""
     if len(batches) == 1:
         return batches[0]
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
