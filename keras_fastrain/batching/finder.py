@@ -39,6 +39,7 @@ from keras_fastrain.batching.search import (
 )
 from keras_fastrain.callbacks.consensus import any_worker
 from keras_fastrain.devices import host_array, list_devices
+from keras_fastrain.distribute.sharding import shard
 from keras_fastrain.validation import check_float, check_int
 
 AUTO = "auto"
@@ -128,8 +129,8 @@ class BatchSizeFinder:
         feeders = 1 if engine.feeds_global_batch() else engine.size
         multiple_of = int(np.lcm(multiple_of, feeders))
         fit = fit or model.fit
-        budget = self._budget(model, x)
-        per_sample = memory.training_bytes_per_sample(model, _take(x, np.arange(1)))
+        budget = self._budget()
+        per_sample = memory.training_bytes_per_sample(model, shard(x, np.arange(1)))
         snapshot = _Snapshot(model, x)
         min_batch = _round_up(self.min_batch_size, multiple_of)
         limit = count * feeders
@@ -176,7 +177,7 @@ class BatchSizeFinder:
             result.batch_size, result.max_batch_size = (int(v) for v in chosen)
         return result
 
-    def _budget(self, model, x):
+    def _budget(self):
         if self.memory_budget != AUTO:
             return self.memory_budget
         kind = list_devices()[0].split(":")[0].lower()
@@ -199,11 +200,11 @@ class BatchSizeFinder:
             # strategy over workers shards arrays itself).
             rows = _first_rows(batch_size * steps, count)
             fit(
-                _take(x, rows),
-                _take(y, rows),
+                shard(x, rows),
+                shard(y, rows),
                 batch_size=batch_size,
                 shuffle=False,
-                sample_weight=_take(sample_weight, rows),
+                sample_weight=shard(sample_weight, rows),
                 **options,
             )
         else:  # batch by batch, rather than a copy of the data many times over
@@ -242,7 +243,7 @@ class _CycledBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size) % self.count
-        return tuple(_take(a, rows) for a in self.arrays)
+        return tuple(shard(a, rows) for a in self.arrays)
 
 
 class _StepTimer(keras.callbacks.Callback):
@@ -268,7 +269,7 @@ class _Snapshot:
 
     def __init__(self, model, x):
         if not model.built:
-            model(_take(x, np.arange(1)))
+            model(shard(x, np.arange(1)))
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         self.model = model
@@ -286,12 +287,6 @@ def _sample_count(x):
     if not arrays or not all(hasattr(a, "shape") and len(a.shape) >= 1 for a in arrays):
         return None
     return len(arrays[0])
-
-
-def _take(data, rows):
-    if data is None:
-        return None
-    return keras.tree.map_structure(lambda a: a[rows], data)
 
 
 def _first_line(error):

@@ -9,6 +9,7 @@ from the model's shapes (`training_bytes_per_sample`).
 
 import gc
 import math
+import os
 
 import keras
 import numpy as np
@@ -93,8 +94,6 @@ def available_memory():
     except OSError:
         pass
     try:
-        import os
-
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
