@@ -26,6 +26,7 @@ from keras_fastrain import _keras_internals, choices
 from keras_fastrain.augmentation import as_augmentation_layer
 from keras_fastrain.batching.finder import BatchSizeFinder
 from keras_fastrain.batching.grouped import GroupedBatches
+from keras_fastrain.batching.replica_batches import replica_batches
 from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
 from keras_fastrain.batching.tf_data_batches import TFDataBatches
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
@@ -429,6 +430,9 @@ class FastModel(keras.Model):
         )
         with restore_workers(x, validation), self._on_engine():
             x = self._tuned(x)
+            engine = self._engine
+            if isinstance(x, ResizableBatches) and engine and engine.name == "multi_worker":
+                x = replica_batches(self._engine.strategy, x)  # see its module
             if validation is not None:
                 kwargs["validation_data"] = self._tuned(validation)
             return super().fit(x, y, batch_size, **kwargs)
@@ -474,12 +478,6 @@ class FastModel(keras.Model):
         for callback in growth:  # no bound from an earlier fit's search
             callback.limit_to_search(None)
         engine = self._engine or Engine()
-        if growth and engine.name == "multi_worker":
-            raise NotImplementedError(
-                "AdaptiveBatchSize does not run under MultiWorkerMirroredStrategy yet: "
-                "TensorFlow deals out a resizable dataset's whole batches to the workers. "
-                "Use distribute='horovod' (or the JAX backend), or a fixed batch_size."
-            )
         resizable = isinstance(x, ResizableDataset)
         searching = finder is not None or capped
         if resizable:
@@ -527,6 +525,8 @@ class FastModel(keras.Model):
             kwargs.pop("sample_weight", None),
             batch_size=local_batch,
             shuffle=kwargs.pop("shuffle", True) is not False,
+            # Workers that each read every global batch must shuffle alike.
+            seed=int(engine.broadcast(np.random.randint(2**31))) if engine.size > 1 else None,
             multiple_of=engine.num_replicas if engine.feeds_global_batch() else 1,
         )
         return data, None, None

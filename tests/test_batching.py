@@ -338,3 +338,29 @@ def test_adaptive_batch_size_needs_a_rule_to_grow_by():
         AdaptiveBatchSize(noise_scale=True, probes=0)
     with pytest.raises(ValueError, match=r"max_batch_size='fastest'.*'auto' or None"):
         AdaptiveBatchSize(noise_scale=True, max_batch_size="fastest")
+
+
+class CountedPasses(ResizableDataset):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.begun = self.ended = 0
+
+    def on_epoch_begin(self):
+        self.begun += 1
+        super().on_epoch_begin()
+
+    def on_epoch_end(self):
+        self.ended += 1
+
+
+def test_replica_batches_read_the_current_batch_size_on_every_pass():
+    tf = pytest.importorskip("tensorflow")
+    from keras_fastrain.batching.replica_batches import replica_batches
+
+    data = CountedPasses(np.arange(10.0), np.arange(10), batch_size=4, shuffle=False)
+    batches = replica_batches(tf.distribute.get_strategy(), data)
+    assert [len(x) for x, _ in batches] == [4, 4, 2]
+    data.batch_size = 5
+    served = [(x.numpy().tolist(), y.numpy().tolist()) for x, y in batches]
+    assert served == [([0, 1, 2, 3, 4], [0, 1, 2, 3, 4]), ([5, 6, 7, 8, 9], [5, 6, 7, 8, 9])]
+    assert (data.begun, data.ended) == (2, 1)  # a pass ends as the next one begins

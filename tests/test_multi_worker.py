@@ -9,6 +9,7 @@ An engine runs in the suite pass of its backend.
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import sys
@@ -121,16 +122,19 @@ def test_every_worker_searches_and_grows_to_the_same_batch(engine):
     assert zero["chosen"] == one["chosen"] and zero["chosen"] % 2 == 0
     assert zero["largest"] == one["largest"] <= 256 and zero["largest"] % 2 == 0
     assert zero["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
-    if engine == "multi_worker":
-        assert "MultiWorkerMirroredStrategy" in zero["refused"]
-    else:
-        chosen, largest = zero["chosen"], zero["largest"]  # both split over 2 workers
-        grown = [chosen, min(2 * chosen, largest), min(4 * chosen, largest)]
-        assert zero["batch_sizes"] == one["batch_sizes"] == grown
-        assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
-        assert zero["noise_scales"] == pytest.approx(one["noise_scales"], rel=1e-6)
-        assert zero["noise_batch_sizes"] == one["noise_batch_sizes"]
-        assert zero["noise_batch_sizes"][0] == 32 and all(n > 0 for n in zero["noise_scales"])
+    chosen, largest = zero["chosen"], zero["largest"]  # both split over 2 workers
+    grown = [chosen, min(2 * chosen, largest), min(4 * chosen, largest)]
+    assert zero["batch_sizes"] == one["batch_sizes"] == grown
+    # Every worker takes one step per global batch of the 1024 rows.
+    assert zero["steps"] == one["steps"] == [math.ceil(1024 / batch) for batch in grown]
+    # A PyDataset's batches, two at a time from the second epoch on.
+    assert zero["grouped_steps"] == one["grouped_steps"] == [16, 8]
+    first, second = zero["grouped_batch_sizes"]
+    assert second == 2 * first == 2 * (32 if engine == "multi_worker" else 64)
+    assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    assert zero["noise_scales"] == pytest.approx(one["noise_scales"], rel=1e-6)
+    assert zero["noise_batch_sizes"] == one["noise_batch_sizes"]
+    assert zero["noise_batch_sizes"][0] == 32 and all(n > 0 for n in zero["noise_scales"])
 
 
 def test_a_worker_that_dies_makes_the_other_fail_not_hang(engine):

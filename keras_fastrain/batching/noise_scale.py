@@ -145,6 +145,13 @@ def _tensorflow_gradient(model, x, y, sample_weight):
             ]
 
         _COMPILED_GRADIENTS[model] = gradient
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None and strategy.num_replicas_in_sync > 1:
+        # A strategy's variables are read in a replica's context; each
+        # replica measures the same batch here (no collective), keep one.
+        with strategy.scope():
+            results = strategy.run(gradient, args=(x, y, sample_weight))
+        return [g.numpy() for g in strategy.experimental_local_results(results)[0]]
     return [g.numpy() for g in gradient(x, y, sample_weight)]
 
 

@@ -222,6 +222,23 @@ def plain():
     )
 
 
+def steps_taken(model):
+    return int(model.optimizer.iterations.numpy())
+
+
+class DigitBatches(keras.utils.PyDataset):
+    def __init__(self, x, y, batch_size):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return len(self.x) // self.batch_size
+
+    def __getitem__(self, index):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
+
+
 def batch_size():
     """batch_size="auto" then AdaptiveBatchSize: the same batch everywhere."""
     keras.utils.set_random_seed(0)
@@ -230,20 +247,25 @@ def batch_size():
     (x, y), _ = load_digits()
     x, y = x[:1024], y[:1024]
     finder = BatchSizeFinder(min_batch_size=32, max_batch_size=256, max_trials=4, steps_per_trial=2)
-    refused = None
-    callbacks = [AdaptiveBatchSize(schedule={1: 2, 2: 2})]
-    if engine.name == "multi_worker":
-        try:
-            model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=callbacks)
-        except NotImplementedError as error:
-            refused = str(error)
-        callbacks = []
+    iterations = []  # the optimizer's step count as each epoch begins and ends
+    count_steps = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: iterations.append(steps_taken(model)),
+        on_epoch_end=lambda epoch, logs: iterations.append(steps_taken(model)),
+    )
+    callbacks = [AdaptiveBatchSize(schedule={1: 2, 2: 2}), count_steps]
     history = model.fit(x, y, batch_size=finder, epochs=3, verbose=0, callbacks=callbacks)
+    steps = np.diff(iterations)[::2].tolist()
     search = model.batch_size_search
-    noise = {}
-    if engine.name != "multi_worker":  # growth by the noise scale, decided alike
-        by_noise = AdaptiveBatchSize(noise_scale=True, probes=2, max_batch_size=256)
-        noise = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[by_noise]).history
+    # A PyDataset of 512 rows in batches of 32 (global on a tf.distribute
+    # strategy, each worker's own elsewhere) grows by whole batches.
+    digits = DigitBatches(x[:512], y[:512], 32)
+    iterations.clear()
+    grouped = model.fit(
+        digits, epochs=2, verbose=0, callbacks=[AdaptiveBatchSize(schedule={1: 2}), count_steps]
+    )
+    grouped_steps = np.diff(iterations)[::2].tolist()
+    by_noise = AdaptiveBatchSize(noise_scale=True, probes=2, max_batch_size=256)
+    noise = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[by_noise]).history
     report(
         noise_scales=noise.get("noise_scale"),
         noise_batch_sizes=noise.get("batch_size"),
@@ -251,9 +273,11 @@ def batch_size():
         largest=search.max_batch_size,
         trials=[t.batch_size for t in search.trials],
         batch_sizes=history.history.get("batch_size"),
+        steps=steps,
+        grouped_batch_sizes=grouped.history["batch_size"],
+        grouped_steps=grouped_steps,
         losses=history.history["loss"],
         checksum=checksum(model),
-        refused=refused,
     )
 
 
