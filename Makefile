@@ -42,6 +42,6 @@ $(VENV)/.demo-installed: $(BIN)/python setup.cfg pyproject.toml constraints.txt
 # Horovod does not build from PyPI against today's TensorFlow: the script
 # builds it once (about 10 minutes) and caches the wheel in ~/.cache.
 $(VENV)/.test-installed: $(BIN)/python setup.cfg pyproject.toml constraints.txt scripts/build_horovod.sh
-	$(PIP) --editable ".[tensorflow,jax,test]" "torch==2.13.0" build twine
+	$(PIP) --editable ".[tensorflow,jax,tuner,test]" "torch==2.13.0" build twine
 	scripts/build_horovod.sh $(VENV)
 	touch $@

@@ -1,0 +1,301 @@
+"""`FastHyperModel`: the speed knobs of training as KerasTuner hyperparameters.
+
+A user's `build_model(hp)` stays what it is (the network, its own
+hyperparameters, `compile`); `FastHyperModel` adds the knobs that decide how
+fast that network trains, each searched only when given a tuple of values:
+
+- in `build`: precision (the dtype policy the layers are made under), and
+  the model made a `FastModel` with an augmentation strength and a pruning
+  final sparsity;
+- in `fit` (KerasTuner's `HyperModel.fit(hp, model, *args, **kwargs)`):
+  the batch size, the learning rate scaled to it by a rule, and whether the
+  batch grows while training (`AdaptiveBatchSize`).
+"""
+
+import keras
+import keras_tuner
+
+from keras_fastrain.augmentation import CLASSIC_RECIPE
+from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
+from keras_fastrain.callbacks.timing_profiler import TimingProfiler
+from keras_fastrain.model import FastModel
+from keras_fastrain.pruning import ConstantSparsity
+from keras_fastrain.scaling import rate_comes_from_schedule, scaled_learning_rate
+from keras_fastrain.validation import check_choice, check_float, check_int
+
+RULES = ("linear", "sqrt", "none")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# The hyperparameters' names, as `trial.hyperparameters` shows them.
+BATCH_SIZE = "batch_size"
+ADAPTIVE = "adaptive_batch_size"
+RULE = "learning_rate_rule"
+AUGMENTATION = "augmentation_strength"
+SPARSITY = "final_sparsity"
+PRECISION = "precision"
+
+
+def _choices(name, values, check):
+    """`values` as a checked tuple, or `None` when the knob is not searched."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not values:
+        raise TypeError(
+            f"Invalid value for argument `{name}`. Received: {name}={values!r}. "
+            "Expected a non-empty tuple of values to search, or None."
+        )
+    return tuple(check(value) for value in values)
+
+
+class FastHyperModel(keras_tuner.HyperModel):
+    """A `keras_tuner.HyperModel` that searches how fast a network trains.
+
+    Give it the function that builds your (compiled) model from `hp`, and a
+    tuple of values for each speed knob to search; a knob left at `None` is
+    not searched and stays as your model and `fit` arguments set it.
+
+    Args:
+        build_model: Callable `build_model(hp)` returning a compiled
+            `keras.Model`. A plain model is made a `keras_fastrain.FastModel`
+            (compiled the same way) with the trial's augmentation and
+            pruning; a `FastModel` is used as it is (then augmentation and
+            pruning cannot be searched).
+        batch_sizes: Tuple of integers or `None`. Global batch sizes
+            (hyperparameter `"batch_size"`); needs array inputs.
+        adaptive_batch: Tuple of bools or `None`, e.g. `(False, True)`.
+            `True` grows the batch while training (hyperparameter
+            `"adaptive_batch_size"`): it doubles every `grow_every` epochs
+            up to `max_batch_size`, the learning rate scaled by the rule.
+        learning_rate_rules: Tuple of `"linear"`, `"sqrt"`, `"none"`, or
+            `None`. How the optimizer's rate, tuned for
+            `reference_batch_size`, is scaled to the trial's batch
+            (hyperparameter `"learning_rate_rule"`, see
+            `keras_fastrain.scaling`). With `None` the rate is scaled by
+            `"sqrt"` when batch sizes are searched, else left alone.
+        reference_batch_size: Integer >= 1. The batch your optimizer's
+            learning rate was tuned for. Defaults to `32` (Keras's default).
+        augmentation_strengths: Tuple of numbers in [0, 1], or `None`. 0 is
+            no augmentation, 1 is `augmentation` as given; numeric ranges
+            scale in between (hyperparameter `"augmentation_strength"`).
+        augmentation: Dict of ImageDataGenerator arguments at strength 1.
+            Defaults to the classic recipe
+            (`keras_fastrain.augmentation.CLASSIC_RECIPE`).
+        final_sparsities: Tuple of numbers in [0, 1), or `None`. The share
+            of each prunable layer's weights pruned, from the first step on
+            (`ConstantSparsity`; 0 is no pruning; hyperparameter
+            `"final_sparsity"`).
+        precisions: Tuple of `"float32"`, `"mixed_float16"`,
+            `"mixed_bfloat16"`, or `None`. The dtype policy the model is
+            built under (hyperparameter `"precision"`).
+        max_batch_size: Integer or `None`. The largest batch an adaptive
+            batch grows to. Defaults to 8 times the trial's batch.
+        grow_every: Integer >= 1. Epochs between doublings of an adaptive
+            batch. Defaults to `1`.
+        name: Optional name of the hypermodel.
+
+    Example:
+
+    ```python
+    import keras_tuner
+
+    def build_model(hp):
+        model = keras.Sequential([
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(hp.Int("units", 32, 128, step=32), activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    hypermodel = FastHyperModel(
+        build_model, batch_sizes=(32, 128), adaptive_batch=(False, True)
+    )
+    ```
+    """
+
+    def __init__(
+        self,
+        build_model,
+        batch_sizes=None,
+        adaptive_batch=None,
+        learning_rate_rules=None,
+        reference_batch_size=32,
+        augmentation_strengths=None,
+        augmentation=None,
+        final_sparsities=None,
+        precisions=None,
+        max_batch_size=None,
+        grow_every=1,
+        name=None,
+    ):
+        super().__init__(name=name)
+        if not callable(build_model):
+            raise TypeError(
+                "Invalid value for argument `build_model`. Received: "
+                f"build_model={build_model!r}. Expected a callable build_model(hp) "
+                "returning a compiled keras.Model."
+            )
+        self.build_model = build_model
+        self.batch_sizes = _choices(
+            "batch_sizes", batch_sizes, lambda v: check_int("batch_sizes", v, minimum=1)
+        )
+        self.adaptive_batch = _choices("adaptive_batch", adaptive_batch, _check_flag)
+        self.learning_rate_rules = _choices(
+            "learning_rate_rules",
+            learning_rate_rules,
+            lambda v: check_choice("learning_rate_rules", v, RULES),
+        )
+        self.reference_batch_size = check_int("reference_batch_size", reference_batch_size, 1)
+        self.augmentation_strengths = _choices(
+            "augmentation_strengths",
+            augmentation_strengths,
+            lambda v: check_float("augmentation_strengths", v, low=0, high=1),
+        )
+        self.augmentation = dict(CLASSIC_RECIPE if augmentation is None else augmentation)
+        self.final_sparsities = _choices(
+            "final_sparsities",
+            final_sparsities,
+            lambda v: check_float("final_sparsities", v, low=0, high=1, closed=(True, False)),
+        )
+        self.precisions = _choices(
+            "precisions", precisions, lambda v: check_choice("precisions", v, PRECISIONS)
+        )
+        self.max_batch_size = (
+            None if max_batch_size is None else check_int("max_batch_size", max_batch_size, 1)
+        )
+        self.grow_every = check_int("grow_every", grow_every, minimum=1)
+
+    # --- build ---------------------------------------------------------------
+
+    def build(self, hp):
+        """Builds the user's model under the trial's precision and makes it
+        a `FastModel` (if it is not one) with the trial's augmentation and
+        pruning."""
+        policy = hp.Choice(PRECISION, self.precisions) if self.precisions else None
+        outer_policy = keras.config.dtype_policy()
+        if policy is not None:
+            keras.config.set_dtype_policy(policy)
+        try:
+            model = self.build_model(hp)
+        finally:
+            keras.config.set_dtype_policy(outer_policy)
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                f"build_model(hp) returned {type(model).__name__}. Expected a compiled keras.Model."
+            )
+        strength = (
+            hp.Choice(AUGMENTATION, self.augmentation_strengths)
+            if self.augmentation_strengths
+            else 0.0
+        )
+        sparsity = hp.Choice(SPARSITY, self.final_sparsities) if self.final_sparsities else 0.0
+        if isinstance(model, FastModel):
+            if self.augmentation_strengths or self.final_sparsities:
+                raise TypeError(
+                    "build_model(hp) returned a FastModel, but FastHyperModel searches "
+                    "augmentation or pruning, which it adds when it makes the model a "
+                    "FastModel itself: return a plain keras.Model."
+                )
+            return model
+        if not model.compiled:
+            raise ValueError(
+                "build_model(hp) returned a model that is not compiled. Compile it in "
+                "build_model: FastHyperModel compiles its FastModel the same way."
+            )
+        fast = FastModel(
+            model,
+            augmentation=scaled_augmentation(self.augmentation, strength),
+            pruning=ConstantSparsity(sparsity, begin_step=0) if sparsity > 0 else None,
+            mixed_precision="auto" if policy is None else policy,
+        )
+        fast.compile_from_config(_compile_config(model))
+        return fast
+
+    # --- fit -----------------------------------------------------------------
+
+    def fit(self, hp, model, *args, **kwargs):
+        """Trains `model` with the trial's batch size, learning-rate rule and
+        batch growth; returns the `History`, as `HyperModel.fit` does."""
+        batch_size = kwargs.get("batch_size")
+        if self.batch_sizes:
+            batch_size = hp.Choice(BATCH_SIZE, self.batch_sizes)
+            kwargs["batch_size"] = batch_size
+        rule = "sqrt" if self.batch_sizes else "none"
+        if self.learning_rate_rules:
+            rule = hp.Choice(RULE, self.learning_rate_rules)
+        adaptive = False
+        if self.adaptive_batch and len(set(self.adaptive_batch)) == 2:
+            adaptive = hp.Boolean(ADAPTIVE)
+        elif self.adaptive_batch:
+            adaptive = hp.Fixed(ADAPTIVE, self.adaptive_batch[0])
+        batch_size = batch_size or 32
+        if rule != "none" and batch_size != self.reference_batch_size:
+            _scale_learning_rate(model, self.reference_batch_size, batch_size, rule)
+        callbacks = list(kwargs.get("callbacks") or [])
+        for callback in callbacks:  # samples per second need a fixed batch
+            if isinstance(callback, TimingProfiler) and callback.batch_size is None:
+                callback.batch_size = None if adaptive else batch_size
+        if adaptive:
+            epochs = kwargs.get("epochs", 1)
+            callbacks.append(
+                AdaptiveBatchSize(
+                    schedule={e: 2 for e in range(self.grow_every, epochs, self.grow_every)},
+                    max_batch_size=self.max_batch_size or 8 * batch_size,
+                    learning_rate_rule=None if rule == "none" else rule,
+                )
+            )
+        kwargs["callbacks"] = callbacks
+        return model.fit(*args, **kwargs)
+
+
+def _compile_config(model):
+    """`model`'s compile arguments, less the two that Keras resolves from
+    "auto" (a FastModel decides those itself; a `steps_per_execution` other
+    than Keras's default 1 was the user's, and stays)."""
+    config = dict(model.get_compile_config())
+    config.pop("jit_compile", None)
+    if config.get("steps_per_execution") == 1:
+        config.pop("steps_per_execution")
+    return config
+
+
+def _check_flag(value):
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"Invalid value for argument `adaptive_batch`. Received: {value!r}. "
+            "Expected a tuple of bools, e.g. (False, True)."
+        )
+    return value
+
+
+def _scale_learning_rate(model, reference_batch_size, batch_size, rule):
+    optimizer = model.optimizer
+    if optimizer is None:
+        raise ValueError("FastHyperModel scales the learning rate of a compiled model: compile it.")
+    if rate_comes_from_schedule(optimizer):
+        raise ValueError(
+            "FastHyperModel scales the learning rate to the trial's batch, and this "
+            "optimizer takes it from a LearningRateSchedule: give it a fixed rate, or "
+            "pass learning_rate_rules=('none',)."
+        )
+    base = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    optimizer.learning_rate = scaled_learning_rate(base, reference_batch_size, batch_size, rule)
+
+
+def scaled_augmentation(augmentation, strength):
+    """`augmentation` (ImageDataGenerator arguments) with its numeric ranges
+    times `strength`; `None` at strength 0. Flips and fill settings stay."""
+    strength = check_float("strength", strength, low=0, high=1)
+    if strength == 0:
+        return None
+    scaled = {}
+    for key, value in augmentation.items():
+        if key.endswith("_range") and isinstance(value, (int, float)):
+            value = value * strength
+        elif key.endswith("_range") and isinstance(value, (list, tuple)) and len(value) == 2:
+            if key == "zoom_range":  # a pair around 1
+                value = tuple(1 + (v - 1) * strength for v in value)
+            else:
+                value = tuple(v * strength for v in value)
+        scaled[key] = value
+    return scaled

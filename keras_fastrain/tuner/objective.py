@@ -1,0 +1,128 @@
+"""`TimeToAccuracy`: tune for the wall-clock time to reach a target metric.
+
+KerasTuner ranks trials by a value in each epoch's logs. This objective's
+value is the seconds from the start of the trial's `fit` to the end of the
+first epoch (its validation included) whose monitored metric reached the
+target; `TimeToTargetLogger` writes it into the logs every epoch. A trial
+that has not reached the target scores `NOT_REACHED` seconds times one plus
+its shortfall, so it ranks below every trial that did, and the closest of
+those that did not ranks first among them.
+"""
+
+import time
+
+import keras
+import keras_tuner
+
+from keras_fastrain.callbacks.early_stopping import infer_mode
+from keras_fastrain.validation import check_bool, check_float
+
+NOT_REACHED = 1e9  # seconds: more than any trial that reaches the target
+
+
+class TimeToAccuracy(keras_tuner.Objective):
+    """Minimise the seconds a trial's `fit` takes to reach `target`.
+
+    Give it to a `keras_fastrain.tuner` tuner as its `objective`; the tuner
+    adds a `TimeToTargetLogger` to every trial (which stops the trial at the
+    target: later epochs cannot improve its score).
+
+    Args:
+        monitor: String. The metric in the epoch logs, e.g.
+            `"val_accuracy"`. Defaults to `"val_accuracy"`.
+        target: Number. The value to reach (`>=` for a metric that goes up,
+            `<=` for one that goes down, like a loss).
+        direction: `"max"`, `"min"` or `None` (inferred from `monitor`'s
+            name, as `keras_fastrain.callbacks.EarlyStopping` does): whether
+            `monitor` goes up.
+
+    Example:
+
+    ```python
+    objective = TimeToAccuracy("val_accuracy", target=0.9)
+    print(objective.name)  # time_to_val_accuracy
+    ```
+    """
+
+    def __init__(self, monitor="val_accuracy", target=None, direction=None):
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(
+                f"Invalid value for argument `monitor`. Received: monitor={monitor!r}. "
+                "Expected a metric name, e.g. 'val_accuracy'."
+            )
+        if target is None:
+            raise ValueError(
+                "Invalid value for argument `target`. Received: target=None. Expected the "
+                f"value of {monitor!r} to reach, e.g. 0.9."
+            )
+        metric_direction = direction or infer_mode(monitor)
+        if metric_direction not in ("max", "min"):
+            raise ValueError(
+                f"Invalid value for argument `direction`. Received: direction={direction!r}. "
+                f"Expected 'max' or 'min' (it cannot be told from monitor={monitor!r})."
+            )
+        super().__init__(f"time_to_{monitor}", direction="min")
+        self.monitor = monitor
+        self.target = check_float("target", target)
+        self.metric_direction = metric_direction
+
+    def logger(self):
+        """A fresh `TimeToTargetLogger` for one trial."""
+        return TimeToTargetLogger(self.monitor, self.target, self.metric_direction)
+
+
+class TimeToTargetLogger(keras.callbacks.Callback):
+    """Adds `time_to_<monitor>` to every epoch's logs (see the module).
+
+    Args:
+        monitor: String. The metric to watch.
+        target: Number. The value to reach.
+        direction: `"max"` or `"min"`.
+        stop_at_target: Bool. Stop training once the target is reached.
+            Defaults to `True`.
+    """
+
+    def __init__(self, monitor, target, direction="max", stop_at_target=True):
+        super().__init__()
+        self.monitor = monitor
+        self.target = check_float("target", target)
+        if direction not in ("max", "min"):
+            raise ValueError(
+                f"Invalid value for argument `direction`. Received: direction={direction!r}. "
+                "Expected 'max' or 'min'."
+            )
+        self.direction = direction
+        self.stop_at_target = check_bool("stop_at_target", stop_at_target)
+        self.key = f"time_to_{monitor}"
+        self.time_to_target = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self.time_to_target = None
+        self._best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        value = logs.get(self.monitor)
+        if value is None:
+            raise KeyError(
+                f"TimeToAccuracy monitors {self.monitor!r}, which is not in the epoch logs "
+                f"({sorted(logs)}). Pass validation data, or monitor a metric that fit logs."
+            )
+        value = float(value)
+        sign = 1.0 if self.direction == "max" else -1.0
+        if self._best is None or sign * value > sign * self._best:
+            self._best = value
+        if self.time_to_target is None and sign * (value - self.target) >= 0:
+            self.time_to_target = time.perf_counter() - self._start
+            if self.stop_at_target:
+                self.model.stop_training = True
+        logs[self.key] = self.score()
+
+    def score(self):
+        """The seconds to the target, or the penalty when not reached."""
+        if self.time_to_target is not None:
+            return self.time_to_target
+        sign = 1.0 if self.direction == "max" else -1.0
+        return NOT_REACHED * (1.0 + max(0.0, sign * (self.target - self._best)))

@@ -1,0 +1,112 @@
+"""`FastTuner`: what keras-fastrain adds to any KerasTuner tuner, and the
+four stock tuners with it (an import change: `from keras_fastrain.tuner
+import RandomSearch`).
+
+For every trial it adds, to the callbacks `search` was given:
+- the search's time budget (`max_duration`, see `budget.py`);
+- a `TimeToTargetLogger` when the objective is `TimeToAccuracy`;
+- a `TimingProfiler` (epoch mode, no per-step cost) unless one is given,
+  whose summary is saved in the trial's folder (see `profiles.py`).
+"""
+
+import copy
+
+import keras_tuner
+
+from keras_fastrain.callbacks.timing_profiler import TimingProfiler
+from keras_fastrain.tuner.budget import SearchBudget
+from keras_fastrain.tuner.objective import TimeToAccuracy
+from keras_fastrain.tuner.profiles import profile_path
+from keras_fastrain.validation import check_bool
+
+
+class FastTuner:
+    """Mix into a `keras_tuner.Tuner` subclass, before it:
+    `class MyTuner(FastTuner, keras_tuner.Tuner)`.
+
+    Args:
+        max_duration: Number of seconds, `datetime.timedelta`, or `None`.
+            The whole search's time budget, counted from `search()`: no
+            trial starts after it, and the running one stops at it (within
+            a batch) and is recorded with the epochs it finished. Each
+            process of a distributed search counts from its own `search()`.
+            Defaults to `None` (no limit).
+        profile: Bool. Save each trial's `TimingProfiler` summary in its
+            trial folder (a profiler in epoch mode is added when `search`'s
+            callbacks hold none; see `speed_report`). Defaults to `True`.
+        *args, **kwargs: What the tuner takes.
+    """
+
+    def __init__(self, *args, max_duration=None, profile=True, **kwargs):
+        self.budget = SearchBudget(max_duration)  # validates; restarted by search
+        self.max_duration = max_duration
+        self.profile = check_bool("profile", profile)
+        super().__init__(*args, **kwargs)
+
+    def search(self, *fit_args, **fit_kwargs):
+        """Searches, as the tuner does, within `max_duration`."""
+        self.budget = SearchBudget(self.max_duration)
+        self.budget.guard(self.oracle)
+        return super().search(*fit_args, **fit_kwargs)
+
+    def run_trial(self, trial, *args, **kwargs):
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if self.profile:
+            if not any(isinstance(c, TimingProfiler) for c in callbacks):
+                callbacks.append(TimingProfiler(mode="epoch", peak_flops=None, verbose=0))
+            callbacks = [
+                _saving_to(c, profile_path(self, trial.trial_id))
+                if isinstance(c, TimingProfiler)
+                else c
+                for c in callbacks
+            ]
+        objective = self.oracle.objective
+        if isinstance(objective, TimeToAccuracy):
+            callbacks.append(objective.logger())
+        stopper = self.budget.stopper()
+        if stopper is not None:
+            callbacks.append(stopper)
+        return super().run_trial(trial, *args, callbacks=callbacks, **kwargs)
+
+
+def _saving_to(profiler, path):
+    """A copy of `profiler` that saves its summary at `path` (KerasTuner
+    deep-copies callbacks for every trial anyway; the user's stays as is)."""
+    profiler = copy.deepcopy(profiler)
+    profiler.json_path = path
+    return profiler
+
+
+class RandomSearch(FastTuner, keras_tuner.RandomSearch):
+    """`keras_tuner.RandomSearch` with a time budget, the `TimeToAccuracy`
+    objective and per-trial profiles (see `FastTuner` for `max_duration`
+    and `profile`; every other argument is KerasTuner's).
+
+    Example:
+
+    ```python
+    tuner = RandomSearch(
+        hypermodel,
+        objective=TimeToAccuracy("val_accuracy", target=0.9),
+        max_trials=4,
+        max_duration=120,
+        directory="/tmp/kf-readme-tuning",
+        overwrite=True,
+    )
+    ```
+    """
+
+
+class BayesianOptimization(FastTuner, keras_tuner.BayesianOptimization):
+    """`keras_tuner.BayesianOptimization` with a time budget, the
+    `TimeToAccuracy` objective and per-trial profiles (see `FastTuner`)."""
+
+
+class Hyperband(FastTuner, keras_tuner.Hyperband):
+    """`keras_tuner.Hyperband` with a time budget, the `TimeToAccuracy`
+    objective and per-trial profiles (see `FastTuner`)."""
+
+
+class GridSearch(FastTuner, keras_tuner.GridSearch):
+    """`keras_tuner.GridSearch` with a time budget, the `TimeToAccuracy`
+    objective and per-trial profiles (see `FastTuner`)."""
