@@ -12,6 +12,7 @@ import pytest
 from keras_fastrain import FastModel, FastSequential
 from keras_fastrain.callbacks import (
     AdaptiveBatchSize,
+    BackupAndRestore,
     BroadcastGlobalVariablesCallback,
     EarlyStopping,
     LearningRateWarmupCallback,
@@ -170,9 +171,11 @@ class FastDigits(keras_tuner.HyperModel):
 
 def test_every_callback_runs_in_a_stock_search_with_fresh_state_per_trial(data, tmp_path):
     x, y, validation = data
+    stop = EarlyStopping(monitor="val_accuracy", patience=5, max_duration=600)
     callbacks = [
         TimingProfiler(verbose=0, peak_flops=None),
-        EarlyStopping(monitor="val_accuracy", patience=5, max_duration=600),
+        stop,
+        BackupAndRestore(str(tmp_path / "backup"), callbacks=[stop]),
         AdaptiveBatchSize(schedule={1: 2}),
         LearningRateWarmupCallback(initial_lr=1e-3, warmup_epochs=1),
         MetricAverageCallback(),
@@ -195,7 +198,8 @@ def test_every_callback_runs_in_a_stock_search_with_fresh_state_per_trial(data, 
     # Each trial starts from the pristine callbacks: no batch grown twice.
     assert [logs["batch_size"] for logs in seen] == [32, 64, 32, 64]
     assert all("epoch_time" in logs and "sparsity" in " ".join(logs) for logs in seen)
-    assert callbacks[2].data is None and callbacks[0]._summary is None  # the user's stay unused
+    assert callbacks[3].data is None and callbacks[0]._summary is None  # the user's stay unused
+    assert not (tmp_path / "backup").exists()  # each trial's backup gone when it ended
     best = tuner.get_best_models(1)[0]  # the best epoch's weights, loaded back
     score = tuner.oracle.get_best_trials(1)[0].score
     assert best.evaluate(*validation, verbose=0)[1] == pytest.approx(score, abs=1e-6)

@@ -28,12 +28,13 @@ class FastTuner:
         max_duration: Number of seconds, `datetime.timedelta`, or `None`.
             The whole search's time budget, counted from `search()`: no
             trial starts after it, and the running one stops at it (within
-            a batch) and is recorded with the epochs it finished. Each
+            a batch; Keras still scores that epoch) and is recorded. Each
             process of a distributed search counts from its own `search()`.
             Defaults to `None` (no limit).
         profile: Bool. Save each trial's `TimingProfiler` summary in its
             trial folder (a profiler in epoch mode is added when `search`'s
-            callbacks hold none; see `speed_report`). Defaults to `True`.
+            callbacks hold none; a given one saves there in place of its
+            `json_path`; see `speed_report`). Defaults to `True`.
         *args, **kwargs: What the tuner takes.
     """
 
