@@ -31,3 +31,37 @@ def save_result(name, result, out_dir=RESULTS_DIR):
         json.dump({"benchmark": name, **environment(), **result}, json_file, indent=2)
     print(f"Saved {path}.")
     return path
+
+
+def save_accuracy_plot(curves, target, title, xlabel, ylabel, path, step=False):
+    """Saves a PNG of accuracy curves against wall-clock seconds (log scale)
+    with the target as a dashed line.
+
+    Args:
+        curves: List of `(label or None, color index, seconds, accuracies)`.
+        step: Bool. Draw steps (a best-so-far) instead of points and lines.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7.5, 4.5))
+    for label, color, seconds, accuracy in curves:
+        style = {"color": f"C{color}", "alpha": 0.8, "label": label}
+        if step:
+            axes.step(seconds, accuracy, where="post", **style)
+        else:
+            axes.plot(seconds, accuracy, marker="o", ms=3, **style)
+    axes.axhline(target, linestyle="--", color="grey", label=f"target {target:g}")
+    axes.set_xscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_ylim(0.8, max(0.9, target + 0.01))
+    axes.set_title(title)
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+    print(f"Saved {path}.")

@@ -40,7 +40,7 @@ import statistics
 import time
 
 import keras
-from common import RESULTS_DIR, save_result
+from common import RESULTS_DIR, save_accuracy_plot, save_result
 
 import keras_fastrain
 from keras_fastrain import FastSequential
@@ -172,30 +172,19 @@ def print_table(rows, target):
 
 
 def plot(methods, repeats, target, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(7.5, 4.5))
+    curves = []
     for index, method in enumerate(methods):
-        color = f"C{index}"
         for number, result in enumerate(repeats[method]):
             seconds, accuracy = zip(*result["points"], strict=True)
-            label = method if number == 0 else None
-            axes.plot(seconds, accuracy, marker="o", ms=3, color=color, alpha=0.8, label=label)
-    axes.axhline(target, linestyle="--", color="grey", label=f"target {target:g}")
-    axes.set_xscale("log")
-    axes.set_xlabel("wall-clock seconds (test scoring included, log scale)")
-    axes.set_ylabel("test accuracy")
-    axes.set_ylim(0.8, max(0.9, target + 0.01))
-    axes.set_title(f"Fashion-MNIST MLP to {target:g}, {keras.backend.backend()}, every repeat")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    pyplot.close(figure)
-    print(f"Saved {path}.")
+            curves.append((method if number == 0 else None, index, seconds, accuracy))
+    save_accuracy_plot(
+        curves,
+        target,
+        f"Fashion-MNIST MLP to {target:g}, {keras.backend.backend()}, every repeat",
+        "wall-clock seconds (test scoring included, log scale)",
+        "test accuracy",
+        path,
+    )
 
 
 def main():

@@ -35,7 +35,7 @@ import time
 
 import keras
 import keras_tuner
-from common import RESULTS_DIR, save_result
+from common import RESULTS_DIR, save_accuracy_plot, save_result
 
 import keras_fastrain
 from keras_fastrain.tuner import FastHyperModel, RandomSearch, TimeToAccuracy
@@ -163,30 +163,21 @@ def print_table(rows, target):
 
 
 def plot(repeats, target, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    figure, axes = pyplot.subplots(figsize=(7.5, 4.5))
+    curves = []
     for index, search in enumerate(SEARCHES):
         for number, result in enumerate(repeats[search]):
             seconds, accuracy = zip(*result["points"], strict=True)
             best = [max(accuracy[: i + 1]) for i in range(len(accuracy))]
-            label = search if number == 0 else None
-            axes.step(seconds, best, where="post", color=f"C{index}", alpha=0.8, label=label)
-    axes.axhline(target, linestyle="--", color="grey", label=f"target {target:g}")
-    axes.set_xscale("log")
-    axes.set_xlabel("wall-clock seconds since search() (test scoring included, log scale)")
-    axes.set_ylabel("best test accuracy so far")
-    axes.set_ylim(0.8, max(0.9, target + 0.01))
-    axes.set_title(f"RandomSearch on Fashion-MNIST, {keras.backend.backend()}, every repeat")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    pyplot.close(figure)
-    print(f"Saved {path}.")
+            curves.append((search if number == 0 else None, index, seconds, best))
+    save_accuracy_plot(
+        curves,
+        target,
+        f"RandomSearch on Fashion-MNIST, {keras.backend.backend()}, every repeat",
+        "wall-clock seconds since search() (test scoring included, log scale)",
+        "best test accuracy so far",
+        path,
+        step=True,
+    )
 
 
 def main():
