@@ -65,3 +65,15 @@ def save_accuracy_plot(curves, target, title, xlabel, ylabel, path, step=False):
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
     print(f"Saved {path}.")
+
+
+def scaled_fashion_mnist():
+    """Fashion-MNIST as float32 in [0, 1]: `((x, y), (x_test, y_test))`."""
+    (x, y), (x_test, y_test) = keras_fastrain.load_fashion_mnist()
+    return ((x / 255.0).astype("float32"), y), ((x_test / 255.0).astype("float32"), y_test)
+
+
+def seconds_to_target(points, target):
+    """The first seconds in `(seconds, accuracy)` points whose accuracy
+    reached `target`, or `None`."""
+    return next((seconds for seconds, accuracy in points if accuracy >= target), None)

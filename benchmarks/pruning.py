@@ -27,9 +27,9 @@ import sys
 import time
 
 import keras
-from common import RESULTS_DIR, save_result
+from common import RESULTS_DIR, save_result, scaled_fashion_mnist
 
-from keras_fastrain import FastSequential, load_fashion_mnist
+from keras_fastrain import FastSequential
 from keras_fastrain.demo import baseline_layers
 from keras_fastrain.pruning import PolynomialDecay, compression_report
 
@@ -110,13 +110,12 @@ def main():
     parser.add_argument("--out-dir", default=RESULTS_DIR)
     args = parser.parse_args()
 
-    (x, y), (x_test, y_test) = load_fashion_mnist()
-    data = ((x / 255.0).astype("float32"), y), ((x_test / 255.0).astype("float32"), y_test)
-    config = settings(args, -(-len(x) // args.batch_size))
+    data = scaled_fashion_mnist()
+    config = settings(args, -(-len(data[0][0]) // args.batch_size))
 
     def accuracy(model):
         predictions = model.predict(data[1][0], verbose=0).argmax(-1)
-        return {"accuracy": float((predictions == y_test).mean())}
+        return {"accuracy": float((predictions == data[1][1]).mean())}
 
     rounds = []
     for index in range(args.rounds):

@@ -40,9 +40,14 @@ import statistics
 import time
 
 import keras
-from common import RESULTS_DIR, save_accuracy_plot, save_result
+from common import (
+    RESULTS_DIR,
+    save_accuracy_plot,
+    save_result,
+    scaled_fashion_mnist,
+    seconds_to_target,
+)
 
-import keras_fastrain
 from keras_fastrain import FastSequential
 from keras_fastrain.batching import BatchSizeFinder
 from keras_fastrain.callbacks import AdaptiveBatchSize, EarlyStopping
@@ -124,14 +129,10 @@ def search_once(data):
     return {"seconds": seconds, **search.to_dict()}
 
 
-def time_to_target(points, target):
-    return next((seconds for seconds, accuracy in points if accuracy >= target), None)
-
-
 def summarize(methods, repeats, target):
     rows = []
     for method in methods:
-        times = [time_to_target(r["points"], target) for r in repeats[method]]
+        times = [seconds_to_target(r["points"], target) for r in repeats[method]]
         reached = [t for t in times if t is not None]
         rows.append(
             {
@@ -205,11 +206,8 @@ def main():
     parser.add_argument("--out-dir", default=RESULTS_DIR)
     args = parser.parse_args()
 
-    (x, y), (x_test, y_test) = keras_fastrain.load_fashion_mnist()
-    data = (
-        ((x / 255.0).astype("float32"), y),
-        ((x_test / 255.0).astype("float32"), y_test),
-    )
+    data = scaled_fashion_mnist()
+    (x, _), (x_test, _) = data
     methods = args.methods.split(",")
     search = None if args.no_search else search_once(data)
     repeats = {method: [] for method in methods}
@@ -225,7 +223,7 @@ def main():
                 largest=args.adaptive_max,
             )
             repeats[method].append({"seed": repeat, "points": points, **details})
-            reached = time_to_target(points, args.target)
+            reached = seconds_to_target(points, args.target)
             print(
                 f"repeat {repeat + 1}/{args.repeats} {method}: "
                 + ("not reached" if reached is None else f"{reached:.1f} s")

@@ -35,9 +35,14 @@ import time
 
 import keras
 import keras_tuner
-from common import RESULTS_DIR, save_accuracy_plot, save_result
+from common import (
+    RESULTS_DIR,
+    save_accuracy_plot,
+    save_result,
+    scaled_fashion_mnist,
+    seconds_to_target,
+)
 
-import keras_fastrain
 from keras_fastrain.tuner import FastHyperModel, RandomSearch, TimeToAccuracy
 
 SEARCHES = ("KerasTuner", "keras-fastrain")
@@ -113,14 +118,10 @@ def run(search, data, args, seed, directory):
     return {"points": list(POINTS), "search_seconds": seconds, "trials": len(tuner.oracle.trials)}
 
 
-def time_to_find(points, target):
-    return next((seconds for seconds, accuracy in points if accuracy >= target), None)
-
-
 def summarize(repeats, target):
     rows = []
     for search in SEARCHES:
-        found = [time_to_find(r["points"], target) for r in repeats[search]]
+        found = [seconds_to_target(r["points"], target) for r in repeats[search]]
         reached = [f for f in found if f is not None]
         rows.append(
             {
@@ -137,7 +138,7 @@ def summarize(repeats, target):
     # Ratios within each repeat (same machine state), then their median.
     for row in rows:
         pairs = zip(
-            [time_to_find(r["points"], target) for r in repeats["KerasTuner"]],
+            [seconds_to_target(r["points"], target) for r in repeats["KerasTuner"]],
             row["seconds_to_find"],
             strict=True,
         )
@@ -189,11 +190,8 @@ def main():
     parser.add_argument("--out-dir", default=RESULTS_DIR)
     args = parser.parse_args()
 
-    (x, y), (x_test, y_test) = keras_fastrain.load_fashion_mnist()
-    data = (
-        ((x / 255.0).astype("float32"), y),
-        ((x_test / 255.0).astype("float32"), y_test),
-    )
+    data = scaled_fashion_mnist()
+    (x, _), (x_test, _) = data
     repeats = {search: [] for search in SEARCHES}
     scratch = tempfile.mkdtemp(prefix="kf-tuning-")
     try:
@@ -202,7 +200,7 @@ def main():
                 directory = os.path.join(scratch, f"{repeat}-{search}")
                 result = run(search, data, args, seed=repeat, directory=directory)
                 repeats[search].append({"seed": repeat, **result})
-                found = time_to_find(result["points"], args.target)
+                found = seconds_to_target(result["points"], args.target)
                 print(
                     f"repeat {repeat + 1}/{args.repeats} {search}: "
                     + ("not found" if found is None else f"found in {found:.1f} s")
