@@ -8,6 +8,7 @@ settings *before* Keras is imported, so that keras-fastrain can say which
 extra to install instead.
 """
 
+import importlib
 import importlib.util
 import json
 import os
@@ -25,7 +26,24 @@ OTHER_KERAS_BACKENDS = ("numpy", "openvino")
 
 
 class BackendNotInstalledError(ImportError):
-    """The selected Keras backend's framework is not installed."""
+    """The selected Keras backend's framework is not installed.
+
+    `import keras_fastrain` still succeeds without it; using any other public
+    name raises this error, whose message names the extra to install. An
+    unknown `KERAS_BACKEND` raises it too. It is an `ImportError`, so
+    `except ImportError` also catches it.
+
+    Example:
+
+    ```python
+    import keras_fastrain  # imports even when the selected backend is missing
+
+    try:
+        model = keras_fastrain.FastSequential([...])
+    except keras_fastrain.BackendNotInstalledError as error:
+        print(error)  # ... run `pip install "keras-fastrain[jax]"` ...
+    ```
+    """
 
 
 def keras_home():
@@ -85,3 +103,22 @@ def missing_backend_error(backend=None):
         f"an installed backend with KERAS_BACKEND="
         f"{'|'.join(SUPPORTED_BACKENDS)}."
     )
+
+
+def backend_version(backend=None):
+    """The version of the library behind a Keras backend (`None` if that
+    library is not installed or the backend has none).
+
+    Args:
+        backend: String or `None`. A Keras backend name; `None` for the
+            selected one.
+
+    Example:
+
+    >>> backend_version("no-such-backend") is None
+    True
+    """
+    backend = backend or selected_backend()
+    if backend not in SUPPORTED_BACKENDS or importlib.util.find_spec(backend) is None:
+        return None
+    return importlib.import_module(backend).__version__

@@ -27,7 +27,19 @@ DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A dataset is neither cached nor obtainable; the message says how to get it."""
+    """A dataset is neither cached nor obtainable; the message says how to get it.
+
+    Raised by `load_fashion_mnist`. It is a `FileNotFoundError`.
+
+    Example:
+
+    ```python
+    try:
+        (x_train, y_train), _ = keras_fastrain.load_fashion_mnist(download=False)
+    except keras_fastrain.DatasetNotFoundError as error:
+        print(error)  # ... `apt-get install dataset-fashion-mnist` ...
+    ```
+    """
 
 
 def fashion_mnist_cache_dir():

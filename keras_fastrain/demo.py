@@ -18,6 +18,7 @@ import time
 import keras
 
 from keras_fastrain._version import __version__
+from keras_fastrain.backend import backend_version
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.datasets import load_fashion_mnist
 from keras_fastrain.model import FastSequential
@@ -348,6 +349,7 @@ def run_demo(target=0.87, epochs=10, out_dir="keras-fastrain-demo", subset=None,
         "keras_fastrain_version": __version__,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
+        "backend_version": backend_version(keras.backend.backend()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "target": target,

@@ -705,7 +705,38 @@ class FunctionalFastModel(FastModel, _keras_internals.Functional):
 
 @keras.saving.register_keras_serializable(package="keras_fastrain")
 class FastSequential(FastModel, keras.Sequential):
-    """`keras.Sequential` as a FastModel: `FastSequential([layers], **options)`."""
+    """`keras.Sequential` as a FastModel: `FastSequential([layers], **options)`.
+
+    Args:
+        layers: List of layers (a `keras.Input` may come first), or `None`
+            to `add()` them later. Defaults to `None`.
+        pruning: `None` (default), a pruning schedule, or a dict of
+            `prune_low_magnitude`'s arguments, as for `FastModel`. The
+            prunable layers in `layers` are wrapped at construction; layers
+            added later with `add()` are not.
+        *args: `keras.Sequential`'s other positional arguments (`trainable`,
+            `name`).
+        **kwargs: `FastModel`'s options (`distribute`, `augmentation`,
+            `mixed_precision`, `jit_compile`, `steps_per_execution`,
+            `input_pipeline`) and `keras.Sequential`'s keyword arguments
+            (`trainable`, `name`).
+
+    Example:
+
+    ```python
+    model = keras_fastrain.FastSequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ],
+        augmentation={"rotation_range": 10},
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=5)
+    ```
+    """
 
     call = keras.Sequential.call
 

@@ -64,7 +64,17 @@ class BatchSizeFinder:
         memory_budget: `"auto"`, integer bytes, or `None`. The memory one
             batch may take: `"auto"` is half the memory available when the
             search starts on a CPU, and no budget on an accelerator (its
-            out-of-memory errors are caught). `None`: no budget.
+            out-of-memory errors are caught). `None`: no budget. Defaults
+            to `"auto"`.
+
+    Example:
+
+    ```python
+    finder = keras_fastrain.batching.BatchSizeFinder(max_batch_size=4096, max_trials=6)
+    search = finder.find(model, x_train, y_train)  # model: compiled
+    print(search.table())
+    model.fit(x_train, y_train, batch_size=search.batch_size)
+    ```
     """
 
     def __init__(
@@ -217,6 +227,20 @@ def find_batch_size(model, x, y=None, sample_weight=None, **options):
 
     A shortcut for `BatchSizeFinder(**options).find(model, x, y,
     sample_weight)`; see `BatchSizeFinder` for the options.
+
+    Args:
+        model: A compiled `keras.Model`. Its variables, its optimizer's and
+            its metrics are put back after the search.
+        x: Array, or a list/dict of arrays: the training inputs (this
+            worker's share when workers feed their own data).
+        y: Array, structure of arrays, or `None`. The targets.
+        sample_weight: Array or `None`.
+        **options: `BatchSizeFinder`'s arguments (`min_batch_size`,
+            `max_batch_size`, `max_trials`, `steps_per_trial`, `margin`,
+            `memory_budget`).
+
+    Returns:
+        A `keras_fastrain.batching.BatchSizeSearch`.
 
     Example:
 

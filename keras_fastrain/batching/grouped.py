@@ -36,6 +36,16 @@ class GroupedBatches(ResizableBatches):
             a multiple of it.
         num_samples: Integer. Samples per epoch (counting the last source
             batch as full).
+
+    Example:
+
+    ```python
+    from keras_fastrain.batching import GroupedBatches
+    from keras_fastrain.callbacks import AdaptiveBatchSize
+
+    data = GroupedBatches(my_py_dataset)  # its batches of 64, served one at a time
+    model.fit(data, epochs=8, callbacks=[AdaptiveBatchSize(data, schedule={2: 2, 4: 2})])
+    ```
     """
 
     def __init__(self, source, group=1):

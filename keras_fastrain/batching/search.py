@@ -25,10 +25,27 @@ OVER_BUDGET = "over memory budget"
 class DoesNotFit(Exception):
     """Raised by a `measure` function when a batch cannot run.
 
+    `search_batch_size` records the batch as a `Trial` with this status
+    and detail, and goes on.
+
     Args:
-        status: `OUT_OF_MEMORY` (the device refused it) or `OVER_BUDGET`
-            (the memory estimate exceeds the budget, so it was not run).
-        detail: String. What was seen.
+        status: `OUT_OF_MEMORY` (`"out of memory"`: the device refused it)
+            or `OVER_BUDGET` (`"over memory budget"`: the memory estimate
+            exceeds the budget, so it was not run).
+        detail: String. What was seen. Defaults to `""`.
+
+    Example:
+
+    ```python
+    from keras_fastrain.batching.search import OUT_OF_MEMORY
+
+
+    def measure(batch_size):
+        try:
+            return time_one_step(batch_size)  # seconds per step
+        except MemoryError as error:
+            raise keras_fastrain.batching.DoesNotFit(OUT_OF_MEMORY, str(error))
+    ```
     """
 
     def __init__(self, status, detail=""):
@@ -39,7 +56,27 @@ class DoesNotFit(Exception):
 
 @dataclasses.dataclass
 class Trial:
-    """One measured batch size."""
+    """One measured batch size.
+
+    Its `samples_per_second` property is `batch_size / seconds_per_step`,
+    or `None` when the batch did not fit.
+
+    Args:
+        batch_size: Integer. The (global) batch size measured.
+        status: String: `"ok"`, `"out of memory"` or `"over memory budget"`
+            (`OK`, `OUT_OF_MEMORY`, `OVER_BUDGET`).
+        seconds_per_step: Float, or `None` when the batch did not fit.
+            Defaults to `None`.
+        detail: String. Why it did not fit. Defaults to `""`.
+
+    Example:
+
+    ```python
+    search = keras_fastrain.batching.find_batch_size(model, x_train, y_train)
+    for trial in search.trials:
+        print(trial.batch_size, trial.status, trial.samples_per_second)
+    ```
+    """
 
     batch_size: int
     status: str
@@ -57,13 +94,27 @@ class Trial:
 class BatchSizeSearch:
     """What a batch-size search found.
 
-    Attributes:
-        batch_size: The smallest measured batch within `margin` of the
-            highest throughput: the one to train with.
-        max_batch_size: The largest measured batch that fitted: where
-            growth during training stops.
-        trials: Every `Trial`, in the order measured.
-        margin: The relative throughput margin used.
+    Made by `find_batch_size`, `BatchSizeFinder.find` and
+    `search_batch_size`; its fields are also its attributes. `fastest` is
+    the measured batch with the highest throughput, `table()` the trials as
+    text, `to_json()` the whole result.
+
+    Args:
+        batch_size: Integer. The smallest measured batch within `margin` of
+            the highest throughput: the one to train with.
+        max_batch_size: Integer. The largest measured batch that fitted:
+            where growth during training stops.
+        trials: List of every `Trial`, in the order measured.
+        margin: Float. The relative throughput margin used.
+
+    Example:
+
+    ```python
+    search = keras_fastrain.batching.find_batch_size(model, x_train, y_train)
+    print(search.table())
+    print(search.batch_size, search.fastest, search.max_batch_size)
+    model.fit(x_train, y_train, batch_size=search.batch_size)
+    ```
     """
 
     batch_size: int
@@ -135,6 +186,23 @@ def search_batch_size(
 
     Raises:
         ValueError: if not even `min_batch_size` fits.
+
+    Example:
+
+    ```python
+    from keras_fastrain.batching import DoesNotFit, search_batch_size
+    from keras_fastrain.batching.search import OUT_OF_MEMORY
+
+
+    def measure(batch_size):  # a made-up device: 2 ms per step plus 10 us a sample
+        if batch_size > 1000:
+            raise DoesNotFit(OUT_OF_MEMORY)
+        return 0.002 + 1e-5 * batch_size
+
+
+    search = search_batch_size(measure, min_batch_size=32, max_trials=8)
+    search.batch_size, search.fastest  # (768, 896): 768 is within 5% of 896's throughput
+    ```
     """
     trials = {}
 

@@ -35,6 +35,17 @@ class TFDataBatches(ResizableBatches):
         multiple_of: Integer. The dataset's batch size.
         num_samples: Integer. Samples per epoch (counting the last batch
             as full).
+
+    Example:
+
+    ```python
+    from keras_fastrain.batching import TFDataBatches
+    from keras_fastrain.callbacks import AdaptiveBatchSize
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(10_000).batch(64)
+    data = TFDataBatches(dataset)
+    model.fit(data, epochs=8, callbacks=[AdaptiveBatchSize(data, schedule={2: 2, 4: 2})])
+    ```
     """
 
     def __init__(self, dataset, group=1):

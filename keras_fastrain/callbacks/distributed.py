@@ -31,9 +31,19 @@ class BroadcastGlobalVariablesCallback(keras.callbacks.Callback):
     (so also after `BackupAndRestore` restored a checkpoint on one worker),
     and again at the start of every later `fit`.
 
+    A `FastModel` on Horovod adds it to `fit` by itself.
+
     Args:
-        root_rank: Integer. The worker whose values every worker takes.
-            Defaults to 0.
+        root_rank: Integer >= 0, below the number of workers. The worker
+            whose values every worker takes. Defaults to 0.
+
+    Example:
+
+    ```python
+    keras_fastrain.distribute.init()  # at the top of the script
+    ...
+    model.fit(x, y, callbacks=[keras_fastrain.callbacks.BroadcastGlobalVariablesCallback(0)])
+    ```
     """
 
     def __init__(self, root_rank=0):
@@ -63,7 +73,22 @@ class MetricAverageCallback(keras.callbacks.Callback):
 
     Put it first in `callbacks`, so that the callbacks after it (History,
     EarlyStopping, checkpoints) read the averages. Keys are reduced in sorted
-    order, the same on every worker.
+    order, the same on every worker. In a single process it changes nothing.
+    A `FastModel` puts it first by itself on Horovod.
+
+    Example:
+
+    ```python
+    model.fit(
+        x,
+        y,
+        validation_split=0.1,
+        callbacks=[
+            keras_fastrain.callbacks.MetricAverageCallback(),  # first
+            keras_fastrain.callbacks.EarlyStopping(monitor="val_loss", patience=3),
+        ],
+    )
+    ```
     """
 
     def on_epoch_end(self, epoch, logs=None):
@@ -89,12 +114,26 @@ class LearningRateWarmupCallback(keras.callbacks.Callback):
     instead, which Keras 3 compiles in as a constant).
 
     Args:
-        initial_lr: Float. The rate at the end of the warm-up.
-        warmup_epochs: Number. How many epochs the warm-up lasts.
+        initial_lr: Float > 0. The rate at the end of the warm-up.
+        warmup_epochs: Number >= 0. How many epochs the warm-up lasts.
             Defaults to 5.
-        momentum_correction: Bool. Defaults to True.
-        steps_per_epoch: Integer or `None`. Defaults to what `fit` says.
-        verbose: Integer. 1 prints the rate when the warm-up ends.
+        momentum_correction: Bool. Whether to rescale the momentum buffer
+            at every change of the rate. Defaults to True.
+        steps_per_epoch: Integer >= 1 or `None`. Batches per epoch. Defaults
+            to what `fit` says (it must know it, or pass this).
+        verbose: Integer >= 0. 1 prints the rate when the warm-up ends.
+            Defaults to 0.
+
+    Example:
+
+    ```python
+    engine = keras_fastrain.distribute.init()
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+    warmup = keras_fastrain.callbacks.LearningRateWarmupCallback(
+        initial_lr=0.05 * engine.size, warmup_epochs=2
+    )
+    model.fit(x, y, batch_size=64, epochs=10, callbacks=[warmup])
+    ```
     """
 
     def __init__(

@@ -67,8 +67,25 @@ def launch_from_environment(environ=None):
     several tasks, and a JAX multi-process launch
     (KERAS_DISTRIBUTION_NUM_PROCESSES or JAX_NUM_PROCESSES above 1).
 
+    Args:
+        environ: Mapping of environment variable names to values, or `None`
+            for `os.environ`. Defaults to `None`.
+
+    Returns:
+        `"horovod"`, `"multi_worker"`, `"jax_multi_process"`, or `None`
+        when the environment launches no multi-worker job.
+
     Raises:
         RuntimeError: if several launches are found at once.
+
+    Example:
+
+    ```python
+    from keras_fastrain import distribute
+
+    distribute.launch_from_environment({"HOROVOD_SIZE": "2"})  # "horovod"
+    distribute.launch_from_environment({})  # None
+    ```
     """
     from keras_fastrain.distribute.jax_multi_process import jax_process_count
     from keras_fastrain.distribute.tf_multi_worker import tf_config_tasks
@@ -102,7 +119,25 @@ def init(distribute="auto"):
     Args:
         distribute: `"auto"` (from the environment; one process if no launch
             is found) or one of `"multi_worker"`, `"horovod"`,
-            `"jax_multi_process"`.
+            `"jax_multi_process"`. Defaults to `"auto"`.
+
+    Returns:
+        The process's `Engine` (the one-process engine when no launch is
+        found).
+
+    Raises:
+        ValueError: for an unknown name, or an engine of another backend.
+        RuntimeError: if the process already joined another engine, or the
+            environment launches several.
+
+    Example:
+
+    ```python
+    from keras_fastrain import distribute
+
+    engine = distribute.init()  # first: the launch decides the engine
+    print(f"worker {engine.rank} of {engine.size} on {engine.name}")
+    ```
     """
     global _process_engine
     check_choice("distribute", distribute, ("auto", *MULTI_WORKER_ENGINES))
@@ -140,12 +175,45 @@ def init(distribute="auto"):
 
 def current():
     """The engine of this process: the multi-worker engine it joined with
-    `init()`, else the one-process engine (rank 0 of 1)."""
+    `init()`, else the one-process engine (rank 0 of 1).
+
+    Example:
+
+    ```python
+    engine = keras_fastrain.distribute.current()
+    if engine.is_chief:
+        model.save("model.keras")
+    mean_loss = engine.allreduce(loss, "mean")
+    ```
+    """
     return _process_engine if _process_engine is not None else Engine("one process")
 
 
 def check_distribute(distribute):
-    """Checks a `distribute=` value without creating anything; returns it."""
+    """Checks a `distribute=` value without creating anything; returns it.
+
+    Names are checked against `ENGINE_NAMES` only, not against the backend
+    (`resolve_engine` does that); a strategy or distribution object is
+    passed through, to be checked when it is resolved.
+
+    Args:
+        distribute: `None`, one of `ENGINE_NAMES`, a
+            `tf.distribute.Strategy`, or a `keras.distribution`
+            distribution.
+
+    Raises:
+        ValueError: for an unknown name.
+        TypeError: for a number, bool, list, tuple or dict.
+
+    Example:
+
+    ```python
+    from keras_fastrain import distribute
+
+    distribute.check_distribute("mirrored")  # "mirrored"
+    distribute.check_distribute("mirored")  # ValueError: ... Expected one of ('auto', ...
+    ```
+    """
     if distribute is None or isinstance(distribute, str):
         return check_choice("distribute", distribute, (*ENGINE_NAMES, None))
     if isinstance(distribute, (int, float, bool, list, tuple, dict)):
@@ -172,6 +240,15 @@ def resolve_engine(distribute="auto", backend=None):
     Raises:
         ValueError: for an unknown name, a name for another backend, or a
             strategy given while a different one is already entered.
+
+    Example:
+
+    ```python
+    engine = keras_fastrain.distribute.resolve_engine("auto")
+    print(engine.name, engine.num_replicas, engine.reason)  # e.g. none 1 one local device (cpu:0)
+    with engine.scope():
+        model = build_model()
+    ```
     """
     backend = backend or keras.backend.backend()
     if distribute is None or distribute == "none":

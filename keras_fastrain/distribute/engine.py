@@ -29,6 +29,14 @@ REDUCE_OPS = ("mean", "sum", "max")
 class Engine:
     """Trains on one device, the way plain Keras does.
 
+    `keras_fastrain.distribute.current()` and `resolve_engine()` return the
+    engine to use; the multi-worker and multi-device engines subclass this
+    one.
+
+    Args:
+        reason: String. Why this engine was chosen (FastModel logs it).
+            Defaults to `"given"`.
+
     Attributes:
         name: String. The engine's name, as `distribute=` accepts it.
         num_replicas: Integer. How many model replicas train in step, over
@@ -46,6 +54,15 @@ class Engine:
         xla_incompatible: Tuple of the operation names the engine adds to a
             step that XLA cannot compile.
         reason: String. Why this engine was chosen.
+
+    Example:
+
+    ```python
+    engine = keras_fastrain.distribute.current()  # this process's engine
+    total = engine.allreduce(local_count, "sum")  # every worker gets the sum
+    if engine.is_chief:
+        print(f"{total} samples over {engine.size} workers")
+    ```
     """
 
     name = "none"

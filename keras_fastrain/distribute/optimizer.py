@@ -34,6 +34,14 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1, compression="non
 
     Returns:
         An optimizer of `optimizer`'s class.
+
+    Example:
+
+    ```python
+    engine = keras_fastrain.distribute.init()
+    optimizer = keras_fastrain.DistributedOptimizer(keras.optimizers.SGD(0.01 * engine.size))
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    ```
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError(

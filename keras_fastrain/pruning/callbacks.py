@@ -68,6 +68,14 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     Raises:
         ValueError: at the start of `fit`, if the model has nothing to prune.
+
+    Example:
+
+    ```python
+    model = keras_fastrain.pruning.prune_low_magnitude(model)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, callbacks=[keras_fastrain.pruning.UpdatePruningStep()])
+    ```
     """
 
     def __init__(self):
@@ -143,8 +151,23 @@ class PruningSummaries(keras.callbacks.Callback):
     (needs the `tensorboard` package).
 
     Args:
-        log_dir: String or `None`. A TensorBoard log directory. Defaults to
-            `None`.
+        log_dir: String, path or `None`. A TensorBoard log directory.
+            Defaults to `None`.
+
+    Example:
+
+    ```python
+    history = model.fit(
+        x,
+        y,
+        epochs=5,
+        callbacks=[
+            keras_fastrain.pruning.UpdatePruningStep(),
+            keras_fastrain.pruning.PruningSummaries(log_dir="logs/pruning"),
+        ],
+    )
+    print({k: v[-1] for k, v in history.history.items() if k.startswith("sparsity/")})
+    ```
     """
 
     def __init__(self, log_dir=None):

@@ -41,6 +41,23 @@ def magnitude_mask(weights, sparsity):
     `top_k` or a sort through the backend costs 20-100 ms for a 100k-entry
     kernel (JAX also compiles `top_k` anew for every k), the partition under
     1 ms.
+
+    Args:
+        weights: Tensor, variable value or NumPy array of any shape.
+        sparsity: Float in [0, 1]. The fraction of weights to zero. The
+            `max(round(n * (1 - sparsity)), 1)` largest magnitudes are kept,
+            and every weight tied with the smallest of them, so the mask
+            may zero fewer.
+
+    Returns:
+        A 0/1 backend tensor of `weights`' shape and dtype.
+
+    Example:
+
+    ```python
+    weights = np.array([[0.1, -2.0, 0.3], [0.5, 0.05, -0.7]], "float32")
+    keras_fastrain.pruning.magnitude_mask(weights, 0.5)  # [[0, 1, 0], [1, 0, 1]]
+    ```
     """
     magnitudes = ops.abs(weights)
     flat = np.abs(host_array(weights)).reshape(-1)
@@ -69,7 +86,33 @@ def _pool_axis(values, axis, block, pooling_type):
 
 
 def block_mask(weights, sparsity, block_size, pooling_type="AVG"):
-    """Keeps or zeroes whole `block_size` blocks of a 2-D weight."""
+    """Keeps or zeroes whole `block_size` blocks of a 2-D weight.
+
+    Blocks are ranked by their pooled magnitude, as `magnitude_mask` ranks
+    single weights. Blocks at the bottom and right edges may be partial
+    (pooling pads like TensorFlow's `"SAME"`).
+
+    Args:
+        weights: 2-D tensor, variable value or NumPy array (a Dense kernel).
+        sparsity: Float in [0, 1]. The fraction of blocks to zero.
+        block_size: Pair of integers `(height, width)`: the block's shape.
+        pooling_type: `"AVG"` or `"MAX"`: how a block's magnitudes are
+            pooled into one. Defaults to `"AVG"`.
+
+    Returns:
+        A 0/1 backend tensor of `weights`' shape and dtype.
+
+    Raises:
+        ValueError: for weights that are not 2-D, or an unknown
+            `pooling_type`.
+
+    Example:
+
+    ```python
+    weights = np.array([[0.1, 0.2, 3.0, -4.0], [-5.0, 6.0, 0.3, 0.4]], "float32")
+    keras_fastrain.pruning.block_mask(weights, 0.5, (1, 2))  # [[0, 0, 1, 1], [1, 1, 0, 0]]
+    ```
+    """
     pooling_type = check_choice("block_pooling_type", pooling_type, POOLING_TYPES)
     if len(weights.shape) != 2:
         raise ValueError(
@@ -102,7 +145,33 @@ def check_m_by_n(weights_shape, m_by_n, name="sparsity_m_by_n"):
 
 
 def m_by_n_mask(weights, m_by_n=(2, 4)):
-    """Zeroes the `m` smallest of every `n` consecutive input-channel weights."""
+    """Zeroes the `m` smallest of every `n` consecutive input-channel weights.
+
+    For each output channel (and kernel position), the input-channel
+    weights are taken in runs of `n`; a last, shorter run is padded with
+    zeros, which count as its smallest.
+
+    Args:
+        weights: Tensor, variable value or NumPy array: a Dense kernel
+            `(in, out)` or a Conv2D kernel `(h, w, in, out)`.
+        m_by_n: Pair of integers `(m, n)` with `0 < m < n`: `m` zeros in
+            every `n` weights. Defaults to `(2, 4)`, which sparse tensor
+            cores accelerate.
+
+    Returns:
+        A 0/1 backend tensor of `weights`' shape and dtype.
+
+    Raises:
+        ValueError: for an `(m, n)` without `0 < m < n`, or weights that
+            are neither 2-D nor 4-D.
+
+    Example:
+
+    ```python
+    kernel = np.array([[0.1, -2.0], [0.5, 0.05], [-0.3, 0.2], [0.9, -0.01]], "float32")
+    keras_fastrain.pruning.m_by_n_mask(kernel, (2, 4))  # [[0, 1], [1, 0], [0, 1], [1, 0]]
+    ```
+    """
     check_m_by_n(weights.shape, m_by_n)
     zeros, group = m_by_n
     shape = tuple(int(d) for d in weights.shape)

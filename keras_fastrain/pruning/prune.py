@@ -115,6 +115,18 @@ def strip_pruning(model):
 
     Args:
         model: A model from `prune_low_magnitude`, or a `PruneLowMagnitude`.
+
+    Returns:
+        A new functional or Sequential model without wrappers, or, for a
+        `PruneLowMagnitude`, the layer it wraps.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=5, callbacks=[keras_fastrain.pruning.UpdatePruningStep()])
+    small = keras_fastrain.pruning.strip_pruning(model)
+    small.save("pruned.keras")
+    ```
     """
     if isinstance(model, PruneLowMagnitude):
         model.apply_masks()

@@ -37,7 +37,26 @@ class PruningSchedule:
     """Base class: `schedule(step)` returns `(should_prune, sparsity)`.
 
     Subclasses set `begin_step`, `end_step` and `frequency` and implement
-    `sparsity(step)`.
+    `sparsity(step)`. `get_config()` and the `repr` read a `_config` dict of
+    the constructor's arguments, which subclasses set too.
+
+    Example:
+
+    ```python
+    class StepSparsity(keras_fastrain.pruning.PruningSchedule):
+        # 50% sparsity from `begin_step`, 80% from `step_at` on.
+        def __init__(self, begin_step, step_at, frequency=100):
+            self.begin_step, self.end_step, self.frequency = begin_step, -1, frequency
+            self.step_at = step_at
+            self._config = {"begin_step": begin_step, "step_at": step_at, "frequency": frequency}
+
+        def sparsity(self, step):
+            return 0.5 if step < self.step_at else 0.8
+
+
+    schedule = StepSparsity(begin_step=0, step_at=1000)
+    schedule(1000)  # (True, 0.8)
+    ```
     """
 
     def should_prune(self, step):

@@ -65,7 +65,50 @@ def _check_pair(name, value):
 class PruneLowMagnitude(keras.layers.Wrapper):
     """Prunes a layer's weights by magnitude (tfmot's wrapper of that name).
 
-    Made by `prune_low_magnitude`; see there for the arguments.
+    Usually made by `prune_low_magnitude`; in a subclassed model, wrap the
+    layers where the model creates them. Train with `UpdatePruningStep()`
+    among `fit`'s callbacks (a `FastModel` adds it); `strip_pruning` then
+    gives back the layer, its masked weights zeroed.
+
+    Args:
+        layer: The Keras layer to prune: Dense, Conv (1-3D, transposed,
+            depthwise, separable), EinsumDense, Embedding, or one with a
+            `get_prunable_weights()` method.
+        pruning_schedule: A schedule, called as `step -> (should_prune,
+            sparsity)`: `ConstantSparsity`, `PolynomialDecay`, a tfmot
+            schedule, or the `get_config()` dict of `ConstantSparsity` or
+            `PolynomialDecay`. Defaults to
+            `ConstantSparsity(0.5, begin_step=0, frequency=100)`.
+        block_size: Pair of integers. Prune blocks of this shape together
+            (2-D weights only). Defaults to `(1, 1)`: weight by weight.
+        block_pooling_type: `"AVG"` or `"MAX"`: how a block's magnitudes
+            are pooled. Defaults to `"AVG"`.
+        sparsity_m_by_n: `None` or a pair `(m, n)`: `m` zeros in every `n`
+            consecutive input-channel weights, instead of the schedule's
+            sparsity (Dense and Conv2D kernels). Defaults to `None`.
+        **kwargs: `keras.layers.Wrapper`'s arguments. `name` defaults to
+            `"prune_low_magnitude_<layer name>"`.
+
+    Example:
+
+    ```python
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras_fastrain.pruning.PruneLowMagnitude(
+                keras.layers.Dense(64, activation="relu"),
+                pruning_schedule=keras_fastrain.pruning.ConstantSparsity(0.75, begin_step=100),
+            )
+            self.classify = keras.layers.Dense(10, activation="softmax")
+
+        def call(self, inputs):
+            return self.classify(self.hidden(inputs))
+
+
+    model = Net()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=5, callbacks=[keras_fastrain.pruning.UpdatePruningStep()])
+    ```
     """
 
     def __init__(

@@ -26,6 +26,14 @@ class SearchBudget:
     Args:
         max_duration: Number of seconds, `datetime.timedelta`, or `None`
             (no limit).
+
+    Example:
+
+    ```python
+    budget = SearchBudget(600)  # the clock starts now
+    callbacks = [budget.stopper()]  # stops a fit when the 600 s are spent
+    print(budget.remaining(), budget.spent())
+    ```
     """
 
     def __init__(self, max_duration):

@@ -80,6 +80,14 @@ class TimeToTargetLogger(keras.callbacks.Callback):
         direction: `"max"` or `"min"`.
         stop_at_target: Bool. Stop training once the target is reached.
             Defaults to `True`.
+
+    Example:
+
+    ```python
+    logger = TimeToTargetLogger("val_accuracy", target=0.9)
+    model.fit(x, y, validation_split=0.2, epochs=20, callbacks=[logger])
+    print(logger.time_to_target)  # seconds, or None if never reached
+    ```
     """
 
     def __init__(self, monitor, target, direction="max", stop_at_target=True):

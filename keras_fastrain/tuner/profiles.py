@@ -14,7 +14,20 @@ def profile_path(tuner, trial_id):
 
 def trial_profile(tuner, trial_id):
     """The `TimingProfiler.summary()` saved for trial `trial_id`, or `None`
-    if that trial saved none (it failed before training ended)."""
+    if that trial saved none (it failed before training ended).
+
+    Args:
+        tuner: A `keras_fastrain.tuner` tuner that has searched.
+        trial_id: String. The trial's id (`trial.trial_id`).
+
+    Example:
+
+    ```python
+    best = tuner.oracle.get_best_trials(1)[0]
+    profile = trial_profile(tuner, best.trial_id)
+    print(profile["steady_state"]["samples_per_sec"], profile["jit_compile"])
+    ```
+    """
     path = profile_path(tuner, trial_id)
     if not os.path.exists(path):
         return None
@@ -36,6 +49,13 @@ def speed_report(tuner, num_trials=None, print_table=True):
         A list of dicts: `trial_id`, `score`, `hyperparameters`, `epochs`,
         `train_seconds`, `seconds_per_epoch` and `samples_per_sec` (steady
         state, when the batch size was known).
+
+    Example:
+
+    ```python
+    tuner.search(x, y, validation_split=0.2, epochs=5)
+    rows = speed_report(tuner, num_trials=3)  # prints the table too
+    ```
     """
     trials = tuner.oracle.get_best_trials(num_trials or len(tuner.oracle.trials))
     rows = []

@@ -36,6 +36,16 @@ class FastTuner:
             callbacks hold none; a given one saves there in place of its
             `json_path`; see `speed_report`). Defaults to `True`.
         *args, **kwargs: What the tuner takes.
+
+    Example:
+
+    ```python
+    class MyTuner(FastTuner, keras_tuner.Tuner):
+        def run_trial(self, trial, *args, **kwargs):
+            ...  # your own trial; the budget and profile still apply
+
+    tuner = MyTuner(hypermodel=hypermodel, oracle=oracle, max_duration=300)
+    ```
     """
 
     def __init__(self, *args, max_duration=None, profile=True, **kwargs):
@@ -78,11 +88,25 @@ def _saving_to(profiler, path):
     return profiler
 
 
-class RandomSearch(FastTuner, keras_tuner.RandomSearch):
-    """`keras_tuner.RandomSearch` with a time budget, the `TimeToAccuracy`
-    objective and per-trial profiles (see `FastTuner` for `max_duration`
-    and `profile`; every other argument is KerasTuner's).
+_ARGS = """
+    Args:
+        max_duration: Number of seconds, `datetime.timedelta`, or `None`.
+            The whole search's time budget (see `FastTuner`). Defaults to
+            `None`.
+        profile: Bool. Save each trial's `TimingProfiler` summary with the
+            trial (see `FastTuner`). Defaults to `True`.
+        *args, **kwargs: What `keras_tuner.{name}` takes (hypermodel,
+            objective, directory, ...).
+"""
 
+
+class RandomSearch(FastTuner, keras_tuner.RandomSearch):
+    __doc__ = (
+        """`keras_tuner.RandomSearch` with a time budget, the `TimeToAccuracy`
+    objective and per-trial profiles.
+"""
+        + _ARGS.format(name="RandomSearch")
+        + """
     Example:
 
     ```python
@@ -91,23 +115,66 @@ class RandomSearch(FastTuner, keras_tuner.RandomSearch):
         objective=TimeToAccuracy("val_accuracy", target=0.9),
         max_trials=4,
         max_duration=120,
-        directory="/tmp/kf-readme-tuning",
+        directory="/tmp/kf-tuning",
         overwrite=True,
     )
+    tuner.search(x, y, validation_data=(x_val, y_val), epochs=5)
     ```
     """
+    )
 
 
 class BayesianOptimization(FastTuner, keras_tuner.BayesianOptimization):
-    """`keras_tuner.BayesianOptimization` with a time budget, the
-    `TimeToAccuracy` objective and per-trial profiles (see `FastTuner`)."""
+    __doc__ = (
+        """`keras_tuner.BayesianOptimization` with a time budget, the
+    `TimeToAccuracy` objective and per-trial profiles.
+"""
+        + _ARGS.format(name="BayesianOptimization")
+        + """
+    Example:
+
+    ```python
+    tuner = BayesianOptimization(
+        hypermodel, objective="val_accuracy", max_trials=10, max_duration=600
+    )
+    ```
+    """
+    )
 
 
 class Hyperband(FastTuner, keras_tuner.Hyperband):
-    """`keras_tuner.Hyperband` with a time budget, the `TimeToAccuracy`
-    objective and per-trial profiles (see `FastTuner`)."""
+    __doc__ = (
+        """`keras_tuner.Hyperband` with a time budget, the `TimeToAccuracy`
+    objective and per-trial profiles.
+"""
+        + _ARGS.format(name="Hyperband")
+        + """
+    Example:
+
+    ```python
+    tuner = Hyperband(
+        hypermodel, objective="val_accuracy", max_epochs=9, max_duration=600
+    )
+    ```
+    """
+    )
 
 
 class GridSearch(FastTuner, keras_tuner.GridSearch):
-    """`keras_tuner.GridSearch` with a time budget, the `TimeToAccuracy`
-    objective and per-trial profiles (see `FastTuner`)."""
+    __doc__ = (
+        """`keras_tuner.GridSearch` with a time budget, the `TimeToAccuracy`
+    objective and per-trial profiles.
+"""
+        + _ARGS.format(name="GridSearch")
+        + """
+    Example:
+
+    ```python
+    tuner = GridSearch(
+        FastHyperModel(build_model, batch_sizes=(64, 256, 1024)),
+        objective=TimeToAccuracy("val_accuracy", target=0.9),
+        max_duration=600,
+    )
+    ```
+    """
+    )
