@@ -4,10 +4,12 @@ import datetime
 import json
 import os
 import platform
+import time
 
 import keras
 
 import keras_fastrain
+from keras_fastrain.backend import backend_version
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -17,6 +19,7 @@ def environment():
     return {
         "backend": keras.backend.backend(),
         "keras_version": keras.__version__,
+        "backend_version": backend_version(keras.backend.backend()),
         "keras_fastrain_version": keras_fastrain.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -77,3 +80,17 @@ def seconds_to_target(points, target):
     """The first seconds in `(seconds, accuracy)` points whose accuracy
     reached `target`, or `None`."""
     return next((seconds for seconds, accuracy in points if accuracy >= target), None)
+
+
+class ReachTarget(keras.callbacks.Callback):
+    """Records (wall seconds, test accuracy) after every epoch's validation
+    (on the test set, counted in the time) and stops at the target."""
+
+    def __init__(self, target, start):
+        super().__init__()
+        self.target, self.start, self.points = target, start, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.points.append((time.perf_counter() - self.start, float(logs["val_accuracy"])))
+        if logs["val_accuracy"] >= self.target:
+            self.model.stop_training = True

@@ -42,6 +42,7 @@ import time
 import keras
 from common import (
     RESULTS_DIR,
+    ReachTarget,
     save_accuracy_plot,
     save_result,
     scaled_fashion_mnist,
@@ -58,20 +59,6 @@ BASE_BATCH, BASE_RATE = 32, 1e-3
 ADAPTIVE_START = 256
 ADAPTIVE_MAX = 2048
 EVALUATION_BATCH = 2048
-
-
-class ReachTarget(keras.callbacks.Callback):
-    """Records (wall seconds, test accuracy) after every epoch's validation
-    (on the test set, counted in the time) and stops at the target."""
-
-    def __init__(self, target, start):
-        super().__init__()
-        self.target, self.start, self.points = target, start, []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.points.append((time.perf_counter() - self.start, float(logs["val_accuracy"])))
-        if logs["val_accuracy"] >= self.target:
-            self.model.stop_training = True
 
 
 def compiled(model, learning_rate):
