@@ -26,6 +26,7 @@ __all__ = [
     "optimizer_slots",
     "fix_multi_worker_fit",
     "set_running_fit_steps",
+    "compile_arguments",
 ]
 
 
@@ -238,3 +239,18 @@ def set_running_fit_steps(steps):
         "The batch size can only change inside `model.fit` (from a callback's "
         f"on_epoch_begin); no running fit of Keras {keras.__version__} was found."
     )
+
+
+def compile_arguments(model):
+    """The arguments `model.compile` was called with, as the live objects.
+
+    `Model.get_compile_config()` serializes them, and deserializing fails
+    for a loss or metric that is a plain or lambda function not registered
+    with Keras ("Could not locate function"), and drops `auto_scale_loss`.
+    Keras keeps the live arguments in `model._compile_config.config`
+    (keras/src/trainers/trainer.py, `Trainer.compile`); no public accessor
+    exists. Checked on Keras 3.15.1. Returns `None` for a model never
+    compiled.
+    """
+    config = getattr(model, "_compile_config", None)
+    return None if config is None else dict(config.config)

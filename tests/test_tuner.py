@@ -2,6 +2,7 @@
 callbacks inside `tuner.search`, the time budget, the time-to-accuracy
 objective and per-trial profiles, on real searches over the digits."""
 
+import copy
 import json
 import os
 
@@ -24,6 +25,7 @@ from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.tuner import (
     FastHyperModel,
     GridSearch,
+    Hyperband,
     RandomSearch,
     SearchBudget,
     TimeToAccuracy,
@@ -31,6 +33,7 @@ from keras_fastrain.tuner import (
     speed_report,
     trial_profile,
 )
+from keras_fastrain.tuner.budget import BudgetStopper
 from keras_fastrain.tuner.objective import NOT_REACHED
 
 pytestmark = pytest.mark.smoke
@@ -231,8 +234,22 @@ def test_time_to_target_logger_scores_time_or_the_shortfall():
     logs = {"val_accuracy": 0.5}  # a later dip keeps the first time
     logger.on_epoch_end(3, logs)
     assert logs["time_to_val_accuracy"] == reached
-    with pytest.raises(KeyError, match="val_accuracy"):
-        logger.on_epoch_end(4, {"loss": 1.0})
+    logs = {"loss": 1.0}  # not scored this epoch (validation_freq): the score stays
+    logger.on_epoch_end(4, logs)
+    assert logs["time_to_val_accuracy"] == reached
+
+
+def test_time_to_target_logger_skips_broken_values_and_names_a_missing_metric():
+    logger = TimeToTargetLogger("val_accuracy", 0.9)
+    logger.set_model(keras.Sequential(digit_layers()))
+    logger.on_train_begin()
+    logs = {"val_accuracy": float("nan")}
+    logger.on_epoch_end(0, logs)
+    assert logs["time_to_val_accuracy"] == 2 * NOT_REACHED  # nothing scored yet
+    logger.on_train_begin()
+    logger.on_epoch_end(0, {"loss": 1.0})
+    with pytest.raises(KeyError, match=r"val_accuracy.*\['loss'\]"):
+        logger.on_train_end()
 
 
 def test_time_to_accuracy_infers_the_direction_and_checks_its_arguments():
@@ -291,7 +308,7 @@ def test_the_budget_stops_the_running_trial_and_starts_no_other(data, tmp_path):
         hypermodel,
         objective="val_accuracy",
         max_trials=20,
-        max_duration=3,
+        max_duration=6,
         directory=str(tmp_path),
         project_name="budget",
     )
@@ -303,7 +320,11 @@ def test_the_budget_stops_the_running_trial_and_starts_no_other(data, tmp_path):
     assert 1 <= len(trial_profile(tuner, last.trial_id)["epochs"]) < 10_000
     assert tuner.budget.spent()
     best = tuner.get_best_models(1)[0]  # usable after the budget ran out
-    assert best.evaluate(*validation, verbose=0)[1] > 0.5
+    score = tuner.oracle.get_best_trials(1)[0].score
+    assert best.evaluate(*validation, verbose=0)[1] == pytest.approx(score, abs=1e-6)
+    # A trial KerasTuner would still start (a retry) fails at once, saying why.
+    with pytest.raises(keras_tuner.errors.FailedTrialError, match="time budget"):
+        tuner.run_trial(last, x, y, epochs=1)
     path = os.path.join(tuner.get_trial_dir(last.trial_id), "timing_profile.json")
     with open(path) as profile:
         assert json.load(profile)["batch_size"] == 32
@@ -316,7 +337,10 @@ def test_search_budget_checks_its_argument_and_counts_down():
     assert SearchBudget(None).stopper() is None
     budget = SearchBudget(3600)
     assert 3590 < budget.remaining() <= 3600 and not budget.spent()
-    assert budget.stopper().max_duration == pytest.approx(budget.remaining(), abs=1)
+    stopper = copy.deepcopy(budget.stopper())  # as KerasTuner copies it per execution
+    assert stopper.budget.remaining() == pytest.approx(budget.remaining(), abs=1)
+    with pytest.raises(TypeError, match="budget"):
+        BudgetStopper(600)
     with pytest.raises(ValueError, match="max_duration"):
         RandomSearch(FastHyperModel(build_plain), objective="val_accuracy", max_duration=0)
     with pytest.raises(TypeError, match="profile"):
@@ -332,3 +356,75 @@ def test_without_keras_tuner_the_import_says_which_extra_to_install(monkeypatch)
     monkeypatch.setitem(sys.modules, "keras_tuner", None)  # as if not installed
     with pytest.raises(ImportError, match=r"keras-fastrain\[tuner\]"):
         importlib.import_module("keras_fastrain.tuner")
+
+
+def test_a_custom_loss_and_the_users_optimizer_settings_carry_over(data):
+    x, y, _ = data
+
+    def my_loss(y_true, y_pred):  # a plain function Keras cannot deserialize
+        return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    def build(hp):
+        model = keras.Sequential(digit_layers())
+        model.compile(keras.optimizers.SGD(0.05, momentum=0.5), my_loss, metrics=["accuracy"])
+        return model
+
+    hypermodel = FastHyperModel(build, final_sparsities=(0.5,))
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    assert model.loss is my_loss
+    config = model.optimizer.get_config()
+    assert (config["learning_rate"], config["momentum"]) == pytest.approx((0.05, 0.5))
+    history = hypermodel.fit(hp, model, x, y, epochs=1, verbose=0)
+    assert "accuracy" in history.history
+
+
+def test_a_one_epoch_adaptive_trial_trains_without_growth_and_a_continued_one_resumes(data):
+    x, y, _ = data
+    hypermodel = FastHyperModel(build_plain, batch_sizes=(32,), adaptive_batch=(True,))
+    hp = keras_tuner.HyperParameters()
+    history = hypermodel.fit(hp, hypermodel.build(hp), x, y, epochs=1, verbose=0)
+    assert "batch_size" not in history.history  # nothing to grow in one epoch
+    model = hypermodel.build(hp)  # a trial continued from epoch 2 (as Hyperband does)
+    history = hypermodel.fit(hp, model, x, y, epochs=4, initial_epoch=2, verbose=0)
+    assert history.history["batch_size"] == [128, 256]
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+        1e-3 * 8**0.5,
+        rel=1e-5,  # 32 -> 256 by the sqrt rule
+    )
+
+
+def test_the_fit_knobs_are_declared_before_the_first_trial_and_need_arrays(data):
+    x, y, _ = data
+    hypermodel = FastHyperModel(
+        build_plain,
+        batch_sizes=(32, 64),
+        adaptive_batch=(False, True),
+        learning_rate_rules=("sqrt",),
+    )
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    assert {"batch_size", "adaptive_batch_size", "learning_rate_rule"} <= set(hp.values)
+    model = hypermodel.build(hp)
+    batches = keras.utils.PyDataset.__new__(keras.utils.PyDataset)
+    with pytest.raises(TypeError, match="array inputs"):
+        hypermodel.fit(hp, model, batches, epochs=1)
+    plain = FastHyperModel(build_plain, learning_rate_rules=("linear",))
+    with pytest.raises(TypeError, match="batch_size='auto'"):
+        plain.fit(hp, model, x, y, batch_size="auto", epochs=1)
+
+
+def test_time_to_accuracy_is_refused_with_hyperband_and_found_in_a_list(tmp_path):
+    objective = TimeToAccuracy("val_accuracy", target=0.9)
+    with pytest.raises(ValueError, match="Hyperband"):
+        Hyperband(
+            FastHyperModel(build_plain), objective=objective, max_epochs=3, directory=str(tmp_path)
+        )
+    from keras_fastrain.tuner.tuners import _time_objectives
+
+    tuner = RandomSearch(
+        FastHyperModel(build_plain), objective=[objective, "val_loss"], directory=str(tmp_path)
+    )
+    assert _time_objectives(tuner.oracle.objective) == [objective]  # a MultiObjective
+    with pytest.raises(ValueError, match="num_trials"):
+        speed_report(tuner, num_trials=0)

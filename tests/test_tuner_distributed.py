@@ -2,6 +2,7 @@
 chief/worker mode: one chief process serves the oracle, two workers run the
 trials of a keras-fastrain tuner; every trial completes exactly once."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def start(tuner_id, port, directory):
+def start(tuner_id, port, directory, log):
     environ = {
         **os.environ,
         "KERASTUNER_ORACLE_IP": "127.0.0.1",
@@ -31,7 +32,7 @@ def start(tuner_id, port, directory):
     return subprocess.Popen(
         [sys.executable, SCRIPT, str(directory)],
         env=environ,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -39,20 +40,31 @@ def start(tuner_id, port, directory):
 
 def test_a_chief_and_two_workers_run_every_trial_once(tmp_path):
     (port,) = free_ports(1)
-    chief = start("chief", port, tmp_path)
-    time.sleep(2)  # the workers find the chief's server listening
-    workers = [start(f"tuner{i}", port, tmp_path) for i in range(2)]
-    try:
-        outputs = [w.communicate(timeout=TIMEOUT)[0] for w in workers]
-    finally:
-        for process in [*workers, chief]:  # the chief may outlive the search
-            process.kill()
-            process.wait()
+    names = ["chief", "tuner0", "tuner1"]
+    processes = {}
+    with contextlib.ExitStack() as files:
+        logs = {name: files.enter_context(open(tmp_path / f"{name}.log", "w")) for name in names}
+        processes["chief"] = start("chief", port, tmp_path, logs["chief"])
+        time.sleep(1)  # the workers also wait for the chief's server
+        for name in names[1:]:
+            processes[name] = start(name, port, tmp_path, logs[name])
+        deadline = time.monotonic() + TIMEOUT  # one deadline for both workers
+        try:
+            for name in names[1:]:
+                processes[name].wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            for process in processes.values():  # the chief may outlive the search
+                process.kill()
+                process.wait()
+    outputs = {name: (tmp_path / f"{name}.log").read_text() for name in names}
     ran = []
-    for worker, output in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, output[-3000:]
-        results = [line.split("RESULT ", 1)[1] for line in output.splitlines() if "RESULT " in line]
-        ran += json.loads(results[0])["ran"]
+    for name in names[1:]:
+        failure = f"{name} failed:\n{outputs[name][-3000:]}\nchief:\n{outputs['chief'][-3000:]}"
+        assert processes[name].returncode == 0, failure
+        results = [line for line in outputs[name].splitlines() if "RESULT " in line]
+        ran += json.loads(results[0].split("RESULT ", 1)[1])["ran"]
     assert sorted(ran) == ["0", "1", "2", "3"]  # every trial once, none twice
     project = tmp_path / "distributed"
     for trial_id in ran:

@@ -164,8 +164,9 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
                 "AdaptiveBatchSize(max_batch_size='auto') measures the fastest batch, which "
                 "keras_fastrain.FastModel does in fit: train a FastModel, or give an integer."
             )
-        # A dataset Keras cannot count (as FastModel's on several TF workers).
-        _keras_internals.set_running_fit_steps(self.data.num_batches)
+        if (self.params or {}).get("steps") is None:
+            # A dataset Keras cannot count (as FastModel's on several TF workers).
+            _keras_internals.set_running_fit_steps(self.data.num_batches)
         self._engine = distribute.current()
         self._feeders = 1 if self._engine.feeds_global_batch() else self._engine.size
         self._noise_scale = None

@@ -7,6 +7,8 @@ MultiWorkerMirroredStrategy, JAX multi-process, or a single process, where
 they change nothing.
 """
 
+import math
+
 import keras
 
 from keras_fastrain import _keras_internals, distribute
@@ -187,7 +189,9 @@ class LearningRateWarmupCallback(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._epoch > self.warmup_epochs:
             return
-        rate = self.learning_rate_at(self._epoch + batch / self._steps)
+        # No steps known only without a warm-up: then the fraction is moot.
+        fraction = batch / self._steps if self._steps else 0.0
+        rate = self.learning_rate_at(self._epoch + fraction)
         if rate == self._rate:
             return
         _sync_jax_state(self.model)
@@ -200,5 +204,5 @@ class LearningRateWarmupCallback(keras.callbacks.Callback):
         self._rate = rate
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.verbose and epoch + 1 == int(self.warmup_epochs):
+        if self.verbose and self.warmup_epochs and epoch + 1 == math.ceil(self.warmup_epochs):
             print(f"\nEpoch {epoch + 1}: finished the learning-rate warm-up at {self.initial_lr}.")

@@ -4,19 +4,25 @@ Asked for in keras-tuner#249. Two parts, both driven by one clock started
 when `search` is called:
 - the oracle hands out no trial once the budget is spent (with KerasTuner's
   chief/worker mode, the chief's oracle answers every worker, so all stop);
-- the trial running at that moment is stopped at the budget by
-  `keras_fastrain.callbacks.EarlyStopping(max_duration=...)` (checked after
-  every batch), then ends and is recorded as any trial is: its epochs so far
-  count, and the best trial so far stays usable.
+- the trial running at that moment is stopped at the budget by a
+  `BudgetStopper` (the check of `keras_fastrain.callbacks.EarlyStopping`'s
+  `max_duration`, but against the search's deadline rather than the fit's
+  own start, so that every execution of a trial and the time spent building
+  models count), then ends and is recorded as any trial is: its epochs so
+  far count (Keras still scores the cut epoch), and the best trial so far
+  stays usable;
+- a trial that KerasTuner would still start after the deadline (a retry of
+  a failed one, or one resumed by a reloaded search, which skip
+  `populate_space`) fails at once with a message saying so.
 """
 
 import datetime
 import time
 
+import keras
 import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from keras_fastrain.callbacks.early_stopping import EarlyStopping
 from keras_fastrain.validation import check_float
 
 
@@ -56,18 +62,13 @@ class SearchBudget:
         return self.max_duration is not None and self.remaining() <= 0
 
     def stopper(self):
-        """A callback that stops a trial's `fit` when the budget runs out
-        (`None` without a limit)."""
+        """A callback that stops a `fit` once the budget is spent, checked
+        after every batch (`None` without a limit). Copies of it (KerasTuner
+        deep-copies callbacks for every execution of a trial) keep the same
+        deadline."""
         if self.max_duration is None:
             return None
-        # Only the clock decides: no patience, no finiteness check.
-        return EarlyStopping(
-            monitor="loss",
-            mode="min",
-            patience=2**31 - 1,
-            check_finite=False,
-            max_duration=max(self.remaining(), 1e-3),
-        )
+        return BudgetStopper(self)
 
     def guard(self, oracle):
         """Makes `oracle` hand out no trial once the budget is spent.
@@ -91,3 +92,36 @@ class SearchBudget:
         budgeted_populate_space.budget = self
         budgeted_populate_space.unguarded = populate_space
         oracle.populate_space = budgeted_populate_space
+
+
+class BudgetStopper(keras.callbacks.Callback):
+    """Stops training when a `SearchBudget` is spent, checked after every
+    batch (only a clock read, so Keras keeps dispatching asynchronously).
+
+    Args:
+        budget: A `SearchBudget`.
+
+    Example:
+
+    ```python
+    budget = SearchBudget(300)
+    model.fit(x, y, epochs=100, callbacks=[BudgetStopper(budget)])
+    ```
+    """
+
+    async_safe = True
+
+    def __init__(self, budget):
+        super().__init__()
+        if not isinstance(budget, SearchBudget):
+            raise TypeError(
+                f"Invalid value for argument `budget`. Received: budget={budget!r}. "
+                "Expected a SearchBudget."
+            )
+        self.budget = budget
+        self.stopped = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.budget.spent():
+            self.stopped = True
+            self.model.stop_training = True

@@ -15,6 +15,7 @@ fast that network trains, each searched only when given a tuple of values:
 import keras
 import keras_tuner
 
+from keras_fastrain import _keras_internals
 from keras_fastrain.augmentation import CLASSIC_RECIPE
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
@@ -190,14 +191,15 @@ class FastHyperModel(keras_tuner.HyperModel):
         )
         sparsity = hp.Choice(SPARSITY, self.final_sparsities) if self.final_sparsities else 0.0
         if isinstance(model, FastModel):
-            if self.augmentation_strengths or self.final_sparsities:
+            if self.augmentation_strengths or self.final_sparsities or self.precisions:
                 raise TypeError(
                     "build_model(hp) returned a FastModel, but FastHyperModel searches "
-                    "augmentation or pruning, which it adds when it makes the model a "
-                    "FastModel itself: return a plain keras.Model."
+                    "augmentation, pruning or precision, which it sets when it makes the "
+                    "model a FastModel itself: return a plain keras.Model."
                 )
             return model
-        if not model.compiled:
+        arguments = _keras_internals.compile_arguments(model)
+        if arguments is None:
             raise ValueError(
                 "build_model(hp) returned a model that is not compiled. Compile it in "
                 "build_model: FastHyperModel compiles its FastModel the same way."
@@ -206,20 +208,22 @@ class FastHyperModel(keras_tuner.HyperModel):
             model,
             augmentation=scaled_augmentation(self.augmentation, strength),
             pruning=ConstantSparsity(sparsity, begin_step=0) if sparsity > 0 else None,
-            mixed_precision="auto" if policy is None else policy,
+            # Searched, or the model's own: never a precision the user did not pick.
+            mixed_precision=policy or model.dtype_policy.name,
         )
-        fast.compile_from_config(_compile_config(model))
+        fast.compile(**_fast_compile_arguments(arguments))
         return fast
 
     # --- fit -----------------------------------------------------------------
 
-    def fit(self, hp, model, *args, **kwargs):
-        """Trains `model` with the trial's batch size, learning-rate rule and
-        batch growth; returns the `History`, as `HyperModel.fit` does."""
-        batch_size = kwargs.get("batch_size")
-        if self.batch_sizes:
-            batch_size = hp.Choice(BATCH_SIZE, self.batch_sizes)
-            kwargs["batch_size"] = batch_size
+    def declare_hyperparameters(self, hp):
+        """Registers the knobs `fit` reads, so that the oracle knows the
+        whole space from the first trial on (KerasTuner calls this once)."""
+        self._fit_knobs(hp)
+
+    def _fit_knobs(self, hp):
+        """The trial's (batch size or None, rule, adaptive) from `hp`."""
+        batch_size = hp.Choice(BATCH_SIZE, self.batch_sizes) if self.batch_sizes else None
         rule = "sqrt" if self.batch_sizes else "none"
         if self.learning_rate_rules:
             rule = hp.Choice(RULE, self.learning_rate_rules)
@@ -228,19 +232,40 @@ class FastHyperModel(keras_tuner.HyperModel):
             adaptive = hp.Boolean(ADAPTIVE)
         elif self.adaptive_batch:
             adaptive = hp.Fixed(ADAPTIVE, self.adaptive_batch[0])
+        return batch_size, rule, adaptive
+
+    def fit(self, hp, model, *args, **kwargs):
+        """Trains `model` with the trial's batch size, learning-rate rule and
+        batch growth; returns the `History`, as `HyperModel.fit` does."""
+        batch_size, rule, adaptive = self._fit_knobs(hp)
+        if batch_size is None:
+            batch_size = kwargs.get("batch_size")
+        if rule != "none" or adaptive or self.batch_sizes:
+            _check_array_input(args[0] if args else kwargs.get("x"), batch_size)
         batch_size = batch_size or 32
+        epochs = kwargs.get("epochs", 1)
+        first_epoch = kwargs.get("initial_epoch", 0)
+        growth = {}
+        if adaptive:  # doubling at every grow_every-th epoch, up to the largest batch
+            largest = self.max_batch_size or 8 * batch_size
+            for epoch in range(self.grow_every, epochs, self.grow_every):
+                if epoch > first_epoch:
+                    growth[epoch] = 2
+                elif batch_size * 2 <= largest:  # grown already (a continued trial)
+                    batch_size *= 2
+        if self.batch_sizes or adaptive:
+            kwargs["batch_size"] = batch_size
         if rule != "none" and batch_size != self.reference_batch_size:
             _scale_learning_rate(model, self.reference_batch_size, batch_size, rule)
         callbacks = list(kwargs.get("callbacks") or [])
         for callback in callbacks:  # samples per second need a fixed batch
             if isinstance(callback, TimingProfiler) and callback.batch_size is None:
-                callback.batch_size = None if adaptive else batch_size
-        if adaptive:
-            epochs = kwargs.get("epochs", 1)
+                callback.batch_size = None if growth else batch_size
+        if growth:
             callbacks.append(
                 AdaptiveBatchSize(
-                    schedule={e: 2 for e in range(self.grow_every, epochs, self.grow_every)},
-                    max_batch_size=self.max_batch_size or 8 * batch_size,
+                    schedule=growth,
+                    max_batch_size=largest,
                     learning_rate_rule=None if rule == "none" else rule,
                 )
             )
@@ -248,15 +273,35 @@ class FastHyperModel(keras_tuner.HyperModel):
         return model.fit(*args, **kwargs)
 
 
-def _compile_config(model):
-    """`model`'s compile arguments, less the two that Keras resolves from
-    "auto" (a FastModel decides those itself; a `steps_per_execution` other
-    than Keras's default 1 was the user's, and stays)."""
-    config = dict(model.get_compile_config())
-    config.pop("jit_compile", None)
-    if config.get("steps_per_execution") == 1:
-        config.pop("steps_per_execution")
-    return config
+def _check_array_input(x, batch_size):
+    """The batch knobs set `fit`'s `batch_size`, which only arrays take."""
+    if batch_size is not None and not isinstance(batch_size, int):
+        raise TypeError(
+            f"Invalid value for argument `batch_size`. Received: batch_size={batch_size!r}. "
+            "FastHyperModel scales the learning rate to the trial's batch: give an integer."
+        )
+    if isinstance(x, keras.utils.PyDataset) or type(x).__module__.startswith("tensorflow"):
+        raise TypeError(
+            f"Invalid value for argument `x`. Received: x of type {type(x).__name__}. "
+            "FastHyperModel's batch size, learning-rate rule and adaptive batch set fit's "
+            "batch_size, which needs array inputs (a dataset fixes its own batches)."
+        )
+
+
+def _fast_compile_arguments(arguments):
+    """The user's compile arguments for the FastModel: a fresh optimizer of
+    the same configuration (the built one belongs to the plain model), and
+    the two options Keras resolves from "auto" left to FastModel (a
+    `steps_per_execution` other than Keras's default 1 was the user's and
+    stays)."""
+    arguments = dict(arguments)
+    optimizer = arguments.get("optimizer")
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        arguments["optimizer"] = optimizer.__class__.from_config(optimizer.get_config())
+    arguments.pop("jit_compile", None)
+    if arguments.get("steps_per_execution") == 1:
+        arguments.pop("steps_per_execution")
+    return arguments
 
 
 def _check_flag(value):

@@ -6,9 +6,11 @@ first epoch (its validation included) whose monitored metric reached the
 target; `TimeToTargetLogger` writes it into the logs every epoch. A trial
 that has not reached the target scores `NOT_REACHED` seconds times one plus
 its shortfall, so it ranks below every trial that did, and the closest of
-those that did not ranks first among them.
+those that did not ranks first among them. Epochs without the metric
+(`validation_freq`) or with a non-finite value keep the score as it was.
 """
 
+import math
 import time
 
 import keras
@@ -108,18 +110,27 @@ class TimeToTargetLogger(keras.callbacks.Callback):
         self._start = time.perf_counter()
         self.time_to_target = None
         self._best = None
+        self._missing_from = None
+
+    def on_train_end(self, logs=None):
+        if self._best is None and self._missing_from is not None:
+            raise KeyError(
+                f"TimeToAccuracy monitors {self.monitor!r}, which was in no epoch's logs "
+                f"({self._missing_from}). Pass validation data, or monitor a metric that "
+                "fit logs."
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
         value = logs.get(self.monitor)
         if value is None:
-            raise KeyError(
-                f"TimeToAccuracy monitors {self.monitor!r}, which is not in the epoch logs "
-                f"({sorted(logs)}). Pass validation data, or monitor a metric that fit logs."
-            )
-        value = float(value)
+            self._missing_from = sorted(logs)
+        value = None if value is None else float(value)
         sign = 1.0 if self.direction == "max" else -1.0
+        if value is None or not math.isfinite(value):  # not scored this epoch, or broken
+            logs[self.key] = self.score()
+            return
         if self._best is None or sign * value > sign * self._best:
             self._best = value
         if self.time_to_target is None and sign * (value - self.target) >= 0:
@@ -132,5 +143,7 @@ class TimeToTargetLogger(keras.callbacks.Callback):
         """The seconds to the target, or the penalty when not reached."""
         if self.time_to_target is not None:
             return self.time_to_target
+        if self._best is None:  # nothing scored yet
+            return 2 * NOT_REACHED
         sign = 1.0 if self.direction == "max" else -1.0
         return NOT_REACHED * (1.0 + max(0.0, sign * (self.target - self._best)))

@@ -4,6 +4,8 @@ of them, so that a user can see why one trial trained faster than another."""
 import json
 import os
 
+from keras_fastrain.validation import check_bool, check_int
+
 PROFILE_FILE = "timing_profile.json"
 
 
@@ -57,7 +59,10 @@ def speed_report(tuner, num_trials=None, print_table=True):
     rows = speed_report(tuner, num_trials=3)  # prints the table too
     ```
     """
-    trials = tuner.oracle.get_best_trials(num_trials or len(tuner.oracle.trials))
+    if num_trials is not None:
+        num_trials = check_int("num_trials", num_trials, minimum=1)
+    # A worker's oracle (an OracleClient) cannot count the trials: ask for all.
+    trials = tuner.oracle.get_best_trials(num_trials or 2**31 - 1)
     rows = []
     for trial in trials:
         profile = trial_profile(tuner, trial.trial_id) or {}
@@ -74,7 +79,7 @@ def speed_report(tuner, num_trials=None, print_table=True):
                 "samples_per_sec": (profile.get("steady_state") or {}).get("samples_per_sec"),
             }
         )
-    if print_table:
+    if check_bool("print_table", print_table):
         print(format_speed_report(rows))
     return rows
 

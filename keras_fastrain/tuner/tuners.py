@@ -29,7 +29,8 @@ class FastTuner:
             The whole search's time budget, counted from `search()`: no
             trial starts after it, and the running one stops at it (within
             a batch; Keras still scores that epoch) and is recorded. Each
-            process of a distributed search counts from its own `search()`.
+            process of a distributed search counts from its own `search()`
+            (the chief's clock decides when trials stop being handed out).
             Defaults to `None` (no limit).
         profile: Bool. Save each trial's `TimingProfiler` summary in its
             trial folder (a profiler in epoch mode is added when `search`'s
@@ -42,7 +43,8 @@ class FastTuner:
     ```python
     class MyTuner(FastTuner, keras_tuner.Tuner):
         def run_trial(self, trial, *args, **kwargs):
-            ...  # your own trial; the budget and profile still apply
+            kwargs["batch_size"] = trial.hyperparameters.Choice("batch_size", [64, 256])
+            return super().run_trial(trial, *args, **kwargs)  # budget and profile apply
 
     tuner = MyTuner(hypermodel=hypermodel, oracle=oracle, max_duration=300)
     ```
@@ -53,6 +55,15 @@ class FastTuner:
         self.max_duration = max_duration
         self.profile = check_bool("profile", profile)
         super().__init__(*args, **kwargs)
+        if _time_objectives(self.oracle.objective) and isinstance(
+            self.oracle, keras_tuner.oracles.HyperbandOracle
+        ):
+            raise ValueError(
+                "Invalid value for argument `objective`: TimeToAccuracy with Hyperband. "
+                "Hyperband continues a trial from its parent's weights, so the trial's time "
+                "to the target would leave out the parent's training. Use RandomSearch, "
+                "BayesianOptimization or GridSearch for a time-to-accuracy search."
+            )
 
     def search(self, *fit_args, **fit_kwargs):
         """Searches, as the tuner does, within `max_duration`."""
@@ -61,6 +72,11 @@ class FastTuner:
         return super().search(*fit_args, **fit_kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
+        if self.budget.spent():  # a retried or resumed trial skips the oracle's check
+            raise keras_tuner.errors.FailedTrialError(
+                f"Not started: the search's time budget (max_duration={self.max_duration}) "
+                "was spent."
+            )
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if self.profile:
             if not any(isinstance(c, TimingProfiler) for c in callbacks):
@@ -71,13 +87,18 @@ class FastTuner:
                 else c
                 for c in callbacks
             ]
-        objective = self.oracle.objective
-        if isinstance(objective, TimeToAccuracy):
-            callbacks.append(objective.logger())
+        callbacks += [objective.logger() for objective in _time_objectives(self.oracle.objective)]
         stopper = self.budget.stopper()
         if stopper is not None:
             callbacks.append(stopper)
         return super().run_trial(trial, *args, callbacks=callbacks, **kwargs)
+
+
+def _time_objectives(objective):
+    """The `TimeToAccuracy` objectives in `objective` (a list of objectives
+    becomes KerasTuner's `MultiObjective`)."""
+    parts = getattr(objective, "objectives", [objective])
+    return [part for part in parts if isinstance(part, TimeToAccuracy)]
 
 
 def _saving_to(profiler, path):
