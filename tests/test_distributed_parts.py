@@ -147,3 +147,16 @@ def test_engine_timeouts_are_checked_before_anything_starts():
 def test_explicit_engines_need_their_launch():
     with pytest.raises(ValueError, match=r"Received: distribute='cluster'"):
         distribute.init("cluster")
+
+
+def test_a_warmup_of_zero_epochs_needs_no_step_count(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+
+    def batches():  # a generator: fit does not know the steps per epoch
+        for start in range(0, 256, 64):
+            yield x[start : start + 64], y[start : start + 64]
+
+    model.fit(batches(), verbose=0, callbacks=[LearningRateWarmupCallback(0.05, warmup_epochs=0)])
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.05)
