@@ -36,13 +36,14 @@ def save_result(name, result, out_dir=RESULTS_DIR):
     return path
 
 
-def save_accuracy_plot(curves, target, title, xlabel, ylabel, path, step=False):
+def save_accuracy_plot(curves, target, title, xlabel, ylabel, path, step=False, low=0.8):
     """Saves a PNG of accuracy curves against wall-clock seconds (log scale)
     with the target as a dashed line.
 
     Args:
         curves: List of `(label or None, color index, seconds, accuracies)`.
         step: Bool. Draw steps (a best-so-far) instead of points and lines.
+        low: Number. The bottom of the accuracy axis.
     """
     import matplotlib
 
@@ -60,7 +61,7 @@ def save_accuracy_plot(curves, target, title, xlabel, ylabel, path, step=False):
     axes.set_xscale("log")
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
-    axes.set_ylim(0.8, max(0.9, target + 0.01))
+    axes.set_ylim(low, max(low + 0.1, target + 0.03))
     axes.set_title(title)
     axes.grid(alpha=0.3, which="both")
     axes.legend(loc="lower right")
