@@ -19,7 +19,7 @@ engine = distribute.init()  # before TensorFlow or JAX run anything else
 import keras  # noqa: E402
 
 from keras_fastrain import DistributedOptimizer, FastSequential, load_digits  # noqa: E402
-from keras_fastrain.batching import BatchSizeFinder  # noqa: E402
+from keras_fastrain.batching import BatchSizeFinder, ResizableDataset  # noqa: E402
 from keras_fastrain.callbacks import (  # noqa: E402
     AdaptiveBatchSize,
     BroadcastGlobalVariablesCallback,
@@ -226,6 +226,24 @@ def steps_taken(model):
     return int(model.optimizer.iterations.numpy())
 
 
+class ServedRows(ResizableDataset):
+    """Records each pass's batches: (sum of the labels, batch size)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.passes = []
+
+    def on_epoch_begin(self):
+        self.passes.append([])
+        super().on_epoch_begin()
+
+    def _batch(self, index):
+        batch = super()._batch(index)
+        if self.passes:
+            self.passes[-1].append((int(batch[1].sum()), len(batch[1])))
+        return batch
+
+
 class DigitBatches(keras.utils.PyDataset):
     def __init__(self, x, y, batch_size):
         super().__init__()
@@ -264,6 +282,11 @@ def batch_size():
         digits, epochs=2, verbose=0, callbacks=[AdaptiveBatchSize(schedule={1: 2}), count_steps]
     )
     grouped_steps = np.diff(iterations)[::2].tolist()
+    # A ResizableDataset of the user's: on a tf.distribute strategy it holds
+    # the global data, so every worker must read the same rows in the same
+    # order, in passes of the grown batch size.
+    served = ServedRows(x[:256], y[:256], batch_size=32, seed=7)
+    model.fit(served, epochs=3, verbose=0, callbacks=[AdaptiveBatchSize(schedule={1: 2, 2: 2})])
     by_noise = AdaptiveBatchSize(noise_scale=True, probes=2, max_batch_size=256)
     noise = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[by_noise]).history
     report(
@@ -276,6 +299,7 @@ def batch_size():
         steps=steps,
         grouped_batch_sizes=grouped.history["batch_size"],
         grouped_steps=grouped_steps,
+        served=served.passes,
         losses=history.history["loss"],
         checksum=checksum(model),
     )
