@@ -741,6 +741,12 @@ class FastSequential(FastModel, keras.Sequential):
     call = keras.Sequential.call
 
     def __init__(self, layers=None, *args, pruning=None, **kwargs):
+        if pruning is not None and not layers:
+            raise ValueError(
+                "Invalid value for argument `layers`. Received: layers=None with pruning. "
+                "Expected the layers at construction: FastSequential wraps them for pruning "
+                "then, and layers added later with add() would not be pruned."
+            )
         if pruning is not None and layers:
             graph = keras.Sequential(layers)
             if not pruning_wrappers(graph):

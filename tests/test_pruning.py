@@ -377,3 +377,11 @@ def test_an_embedding_model_keeps_its_integer_input_when_pruned():
     np.testing.assert_allclose(
         strip_pruning(pruned).predict(tokens, verbose=0), pruned.predict(tokens, verbose=0)
     )
+
+
+def test_a_fast_sequential_without_layers_refuses_pruning_it_could_not_apply():
+    from keras_fastrain import FastSequential
+    from keras_fastrain.pruning import ConstantSparsity
+
+    with pytest.raises(ValueError, match=r"layers=None with pruning"):
+        FastSequential(pruning=ConstantSparsity(0.5, begin_step=0))

@@ -113,8 +113,9 @@ def init(distribute="auto"):
     (`horovodrun`, TF_CONFIG workers, JAX processes), before building models
     or data: MultiWorkerMirroredStrategy must exist before TensorFlow runs
     anything else, and JAX's distributed runtime before JAX does.
-    `FastModel(distribute="auto")` calls it itself. Calling it again returns
-    the same engine.
+    `FastModel(distribute="auto")` calls it itself. Once a multi-worker
+    engine is joined, calling it again returns that engine; without a
+    launch each call returns a one-process engine.
 
     Args:
         distribute: `"auto"` (from the environment; one process if no launch

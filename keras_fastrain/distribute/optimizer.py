@@ -21,7 +21,9 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1, compression="non
     update. Every other engine (MultiWorkerMirroredStrategy, JAX
     multi-process, MirroredStrategy, DataParallel, one process) already
     averages gradients inside the training step: there `optimizer` comes
-    back unchanged, and the log says so once.
+    back unchanged (rebuilt from its config when `name` or
+    `backward_passes_per_step > 1` asks for a change), and the log says so
+    once; `compression="fp16"` raises there, since no gradients travel.
 
     Args:
         optimizer: A `keras.optimizers.Optimizer`, not yet built.
