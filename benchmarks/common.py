@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import time
 
 import keras
@@ -95,3 +96,28 @@ class ReachTarget(keras.callbacks.Callback):
         self.points.append((time.perf_counter() - self.start, float(logs["val_accuracy"])))
         if logs["val_accuracy"] >= self.target:
             self.model.stop_training = True
+
+
+def method_rows(methods, repeats, target):
+    """One row per method from its repeats' `(seconds, accuracy)` points:
+    the seconds to `target` in each repeat, their median over the repeats
+    that reached it, how many did, the epochs each ran, and
+    `speedup_vs_baseline` against the first method's median."""
+    rows = []
+    for method in methods:
+        times = [seconds_to_target(r["points"], target) for r in repeats[method]]
+        reached = [t for t in times if t is not None]
+        rows.append(
+            {
+                "method": method,
+                "seconds_to_target": times,
+                "median_seconds": statistics.median(reached) if reached else None,
+                "reached": f"{len(reached)}/{len(times)}",
+                "epochs": [len(r["points"]) for r in repeats[method]],
+            }
+        )
+    base = rows[0]["median_seconds"] if rows else None
+    for row in rows:
+        median = row["median_seconds"]
+        row["speedup_vs_baseline"] = base / median if base and median else None
+    return rows

@@ -36,13 +36,13 @@ and time_to_accuracy_<backend>.png.
 
 import argparse
 import os
-import statistics
 import time
 
 import keras
 from common import (
     RESULTS_DIR,
     ReachTarget,
+    method_rows,
     save_accuracy_plot,
     save_result,
     scaled_fashion_mnist,
@@ -117,25 +117,13 @@ def search_once(data):
 
 
 def summarize(methods, repeats, target):
-    rows = []
-    for method in methods:
-        times = [seconds_to_target(r["points"], target) for r in repeats[method]]
-        reached = [t for t in times if t is not None]
-        rows.append(
-            {
-                "method": method,
-                "seconds_to_target": times,
-                "median_seconds": statistics.median(reached) if reached else None,
-                "reached": f"{len(reached)}/{len(times)}",
-                "epochs": [len(r["points"]) for r in repeats[method]],
-            }
-        )
+    rows = method_rows(methods, repeats, target)
     by_name = {row["method"]: row["median_seconds"] for row in rows}
     fixed = [by_name[m] for m in ("fixed 256", "fixed 512") if by_name.get(m)]
     best_fixed = min(fixed) if fixed else None
+    base = by_name.get("baseline recipe")  # --methods may leave it out, or not first
     for row in rows:
         median = row["median_seconds"]
-        base = by_name.get("baseline recipe")
         row["speedup_vs_baseline"] = base / median if median and base else None
         row["speedup_vs_best_fixed"] = best_fixed / median if median and best_fixed else None
     return rows

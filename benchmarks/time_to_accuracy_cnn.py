@@ -35,13 +35,13 @@ and .png.
 
 import argparse
 import os
-import statistics
 import time
 
 import keras
 from common import (
     RESULTS_DIR,
     ReachTarget,
+    method_rows,
     save_accuracy_plot,
     save_result,
     scaled_fashion_mnist,
@@ -118,27 +118,6 @@ def run(method, data, target, max_epochs, seed):
     return reach.points, history.history.get("batch_size", [batch])
 
 
-def summarize(repeats, target):
-    rows = []
-    for method in METHODS:
-        times = [seconds_to_target(r["points"], target) for r in repeats[method]]
-        reached = [t for t in times if t is not None]
-        rows.append(
-            {
-                "method": method,
-                "seconds_to_target": times,
-                "median_seconds": statistics.median(reached) if reached else None,
-                "reached": f"{len(reached)}/{len(times)}",
-                "epochs": [len(r["points"]) for r in repeats[method]],
-            }
-        )
-    base = rows[0]["median_seconds"]
-    for row in rows:
-        median = row["median_seconds"]
-        row["speedup_vs_baseline"] = base / median if base and median else None
-    return rows
-
-
 def print_table(rows, target):
     print(
         f"\n{'method':<26} {'median s to ' + format(target, 'g'):>16} {'reached':>8} "
@@ -181,7 +160,7 @@ def main():
                 flush=True,
             )
     repeats = {m: r for m, r in repeats.items() if r}
-    rows = summarize({m: repeats.get(m, []) for m in METHODS}, args.target)
+    rows = method_rows(METHODS, {m: repeats.get(m, []) for m in METHODS}, args.target)
     print_table(rows, args.target)
     save_result(
         "time_to_accuracy_cnn",

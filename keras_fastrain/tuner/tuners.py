@@ -109,7 +109,11 @@ def _saving_to(profiler, path):
     return profiler
 
 
-_ARGS = """
+def _tuner_doc(name, example):
+    """The docstring of KerasTuner's tuner `name` with FastTuner mixed in."""
+    return f"""`keras_tuner.{name}` with a time budget, the `TimeToAccuracy`
+    objective and per-trial profiles.
+
     Args:
         max_duration: Number of seconds, `datetime.timedelta`, or `None`.
             The whole search's time budget (see `FastTuner`). Defaults to
@@ -118,84 +122,42 @@ _ARGS = """
             trial (see `FastTuner`). Defaults to `True`.
         *args, **kwargs: What `keras_tuner.{name}` takes (hypermodel,
             objective, directory, ...).
-"""
 
-
-class RandomSearch(FastTuner, keras_tuner.RandomSearch):
-    __doc__ = (
-        """`keras_tuner.RandomSearch` with a time budget, the `TimeToAccuracy`
-    objective and per-trial profiles.
-"""
-        + _ARGS.format(name="RandomSearch")
-        + """
     Example:
 
     ```python
-    tuner = RandomSearch(
-        hypermodel,
-        objective=TimeToAccuracy("val_accuracy", target=0.9),
-        max_trials=4,
-        max_duration=120,
-        directory="/tmp/kf-tuning",
-        overwrite=True,
-    )
-    tuner.search(x, y, validation_data=(x_val, y_val), epochs=5)
+    tuner = {example}
     ```
     """
+
+
+class RandomSearch(FastTuner, keras_tuner.RandomSearch):
+    __doc__ = _tuner_doc(
+        "RandomSearch",
+        'RandomSearch(hypermodel, objective=TimeToAccuracy("val_accuracy", target=0.9), '
+        'max_trials=4, max_duration=120, directory="/tmp/kf-tuning", overwrite=True)\n'
+        "    tuner.search(x, y, validation_data=(x_val, y_val), epochs=5)",
     )
 
 
 class BayesianOptimization(FastTuner, keras_tuner.BayesianOptimization):
-    __doc__ = (
-        """`keras_tuner.BayesianOptimization` with a time budget, the
-    `TimeToAccuracy` objective and per-trial profiles.
-"""
-        + _ARGS.format(name="BayesianOptimization")
-        + """
-    Example:
-
-    ```python
-    tuner = BayesianOptimization(
-        hypermodel, objective="val_accuracy", max_trials=10, max_duration=600
-    )
-    ```
-    """
+    __doc__ = _tuner_doc(
+        "BayesianOptimization",
+        'BayesianOptimization(hypermodel, objective="val_accuracy", max_trials=10, '
+        "max_duration=600)",
     )
 
 
 class Hyperband(FastTuner, keras_tuner.Hyperband):
-    __doc__ = (
-        """`keras_tuner.Hyperband` with a time budget, the `TimeToAccuracy`
-    objective and per-trial profiles.
-"""
-        + _ARGS.format(name="Hyperband")
-        + """
-    Example:
-
-    ```python
-    tuner = Hyperband(
-        hypermodel, objective="val_accuracy", max_epochs=9, max_duration=600
-    )
-    ```
-    """
+    __doc__ = _tuner_doc(
+        "Hyperband",
+        'Hyperband(hypermodel, objective="val_accuracy", max_epochs=9, max_duration=600)',
     )
 
 
 class GridSearch(FastTuner, keras_tuner.GridSearch):
-    __doc__ = (
-        """`keras_tuner.GridSearch` with a time budget, the `TimeToAccuracy`
-    objective and per-trial profiles.
-"""
-        + _ARGS.format(name="GridSearch")
-        + """
-    Example:
-
-    ```python
-    tuner = GridSearch(
-        FastHyperModel(build_model, batch_sizes=(64, 256, 1024)),
-        objective=TimeToAccuracy("val_accuracy", target=0.9),
-        max_duration=600,
-    )
-    ```
-    """
+    __doc__ = _tuner_doc(
+        "GridSearch",
+        "GridSearch(FastHyperModel(build_model, batch_sizes=(64, 256, 1024)), "
+        'objective=TimeToAccuracy("val_accuracy", target=0.9), max_duration=600)',
     )
