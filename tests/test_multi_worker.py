@@ -131,11 +131,17 @@ def test_every_worker_searches_and_grows_to_the_same_batch(engine):
     assert zero["grouped_steps"] == one["grouped_steps"] == [16, 8]
     first, second = zero["grouped_batch_sizes"]
     assert second == 2 * first == 2 * (32 if engine == "multi_worker" else 64)
-    # Each full pass over a ResizableDataset serves one epoch at its grown size.
-    epochs = [p for p in zero["served"] if len(p) == math.ceil(256 / p[0][1])][-3:]
-    assert [{size for _, size in p} for p in epochs] == [{32}, {64}, {128}]
+
+    # Each full pass over a ResizableDataset serves one epoch at its grown size
+    # (before them, Keras's first look at the data reads a few batches: how
+    # many depends on prefetching, so only whole passes are compared).
+    def epochs(served):
+        return [p for p in served if len(p) == math.ceil(256 / p[0][1])][-3:]
+
+    assert [{size for _, size in p} for p in epochs(zero["served"])] == [{32}, {64}, {128}]
+    assert len(zero["served"]) == len(one["served"])  # as many shuffles on each worker
     if engine == "multi_worker":  # global data: the same rows, in the same order
-        assert zero["served"] == one["served"]
+        assert epochs(zero["served"]) == epochs(one["served"])
     assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
     assert zero["noise_scales"] == pytest.approx(one["noise_scales"], rel=1e-6)
     assert zero["noise_batch_sizes"] == one["noise_batch_sizes"]
