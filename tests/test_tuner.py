@@ -140,6 +140,10 @@ def test_fast_hypermodel_rejects_bad_arguments_by_name():
         FastHyperModel(build_plain, adaptive_batch=("yes",))
     with pytest.raises(ValueError, match="augmentation_strengths"):
         FastHyperModel(build_plain, augmentation_strengths=(1.5,))
+    with pytest.raises(TypeError, match="augmentation='flip'"):
+        FastHyperModel(build_plain, augmentation="flip")
+    with pytest.raises(TypeError, match="monitor=None"):
+        TimeToTargetLogger(None, 0.9)
 
 
 def test_fast_hypermodel_says_what_to_return_from_build_model():

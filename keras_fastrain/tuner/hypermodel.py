@@ -152,6 +152,12 @@ class FastHyperModel(keras_tuner.HyperModel):
             augmentation_strengths,
             lambda v: check_float("augmentation_strengths", v, low=0, high=1),
         )
+        if augmentation is not None and not isinstance(augmentation, dict):
+            raise TypeError(
+                f"Invalid value for argument `augmentation`. Received: "
+                f"augmentation={augmentation!r}. Expected a dict of ImageDataGenerator "
+                "arguments (the augmentation at strength 1), or None for the classic recipe."
+            )
         self.augmentation = dict(CLASSIC_RECIPE if augmentation is None else augmentation)
         self.final_sparsities = _choices(
             "final_sparsities",

@@ -22,6 +22,15 @@ from keras_fastrain.validation import check_bool, check_float
 NOT_REACHED = 1e9  # seconds: more than any trial that reaches the target
 
 
+def _check_monitor(monitor):
+    if not isinstance(monitor, str) or not monitor:
+        raise TypeError(
+            f"Invalid value for argument `monitor`. Received: monitor={monitor!r}. "
+            "Expected a metric name, e.g. 'val_accuracy'."
+        )
+    return monitor
+
+
 class TimeToAccuracy(keras_tuner.Objective):
     """Minimise the seconds a trial's `fit` takes to reach `target`.
 
@@ -47,11 +56,7 @@ class TimeToAccuracy(keras_tuner.Objective):
     """
 
     def __init__(self, monitor="val_accuracy", target=None, direction=None):
-        if not isinstance(monitor, str) or not monitor:
-            raise TypeError(
-                f"Invalid value for argument `monitor`. Received: monitor={monitor!r}. "
-                "Expected a metric name, e.g. 'val_accuracy'."
-            )
+        _check_monitor(monitor)
         if target is None:
             raise ValueError(
                 "Invalid value for argument `target`. Received: target=None. Expected the "
@@ -94,7 +99,7 @@ class TimeToTargetLogger(keras.callbacks.Callback):
 
     def __init__(self, monitor, target, direction="max", stop_at_target=True):
         super().__init__()
-        self.monitor = monitor
+        self.monitor = _check_monitor(monitor)
         self.target = check_float("target", target)
         if direction not in ("max", "min"):
             raise ValueError(
