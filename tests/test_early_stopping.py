@@ -133,6 +133,65 @@ def test_missing_monitor_warns_like_keras():
         stop.on_epoch_end(0, {"loss": 1.0})
 
 
+def test_is_a_keras_early_stopping_with_its_attributes():
+    stop = EarlyStopping(monitor="val_accuracy", min_delta=0.01, verbose=2, restore_best_weights=1)
+    assert isinstance(stop, keras.callbacks.EarlyStopping)
+    assert stop.monitor_op is keras.ops.greater and stop.min_delta == 0.01
+    assert stop.restore_best_weights is True and stop.verbose == 2
+    loss_stop = EarlyStopping(min_delta=0.01)
+    # Keras keeps min_delta negative in min mode; its own test must agree.
+    assert loss_stop.monitor_op is keras.ops.less and loss_stop.min_delta == -0.01
+    assert loss_stop._is_improvement(0.5, 0.52) and not loss_stop._is_improvement(0.5, 0.505)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mean_io_u",
+        "val_binary_io_u",
+        "one_hot_mean_io_u",
+        "cosine_similarity",
+        "pearson_correlation",
+        "concordance_correlation",
+        "sensitivity_at_specificity",
+        "val_specificity_at_sensitivity",
+    ],
+)
+def test_keras_metric_names_go_up(name):
+    assert EarlyStopping(monitor=name).direction == "max"
+
+
+def test_a_name_it_does_not_know_takes_the_compiled_metrics_direction():
+    model = tiny_model()
+    model.compile("sgd", "mse", metrics=[keras.metrics.MeanSquaredError(name="speed")])
+    model.evaluate(np.zeros((4, 4)), np.zeros((4, 2)), verbose=0)  # builds the metrics
+    stop = EarlyStopping(monitor="val_speed", patience=0)
+    assert stop.direction is None
+    assert drive(stop, [1.0, 2.0, 3.0], monitor="val_speed", model=model) == 2
+    assert stop.direction == "min"
+    unknown = EarlyStopping(monitor="val_pace")
+    with pytest.raises(ValueError, match="monitor='val_pace'.*mode='min' or mode='max'"):
+        drive(unknown, [1.0], monitor="val_pace")
+
+
+def test_a_one_element_array_is_its_value_and_a_longer_one_is_refused():
+    stop = EarlyStopping(monitor="val_f1_score", patience=0)
+    values = [np.array([0.5], "float32"), np.array([0.6], "float32"), np.array([0.55])]
+    assert drive(stop, values, monitor="val_f1_score") == 3
+    assert stop.best == pytest.approx(0.6) and isinstance(stop.best, float)
+    with pytest.raises(ValueError, match="`val_f1_score`, which logs 3 values.*average="):
+        drive(EarlyStopping(monitor="val_f1_score"), [np.ones(3)], monitor="val_f1_score")
+
+
+def test_a_typo_in_monitor_names_the_closest_key():
+    stop = EarlyStopping(monitor="val_acuracy", mode="max")
+    stop.set_model(tiny_model())
+    stop.on_train_begin()
+    logs = {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0, "val_accuracy": 0.5}
+    with pytest.raises(ValueError, match="`val_acuracy`.*Did you mean `val_accuracy`"):
+        stop.on_epoch_end(0, logs)
+
+
 def test_each_fit_starts_afresh_and_copies_are_independent():
     stop = EarlyStopping(patience=0)
     assert drive(stop, [1.0, 2.0, 3.0]) == 2
@@ -179,16 +238,16 @@ def test_verbose_says_why_once(capsys):
     [
         ({"monitor": ""}, TypeError, r"`monitor`.*Received: monitor=''"),
         ({"patience": -1}, ValueError, r"`patience`.*Received: patience=-1"),
-        ({"verbose": 2}, ValueError, r"`verbose`.*Received: verbose=2"),
+        ({"verbose": -1}, ValueError, r"`verbose`.*Received: verbose=-1"),
         ({"mode": "up"}, ValueError, r"`mode`.*Received: mode='up'.*'auto', 'min', 'max'"),
         ({"baseline": "low"}, TypeError, r"`baseline`.*Received: baseline='low'"),
         ({"target": float("inf")}, ValueError, r"`target`.*Expected a finite number"),
-        ({"restore_best_weights": 1}, TypeError, r"`restore_best_weights`"),
+        ({"restore_best_weights": 2}, TypeError, r"`restore_best_weights`.*0 / 1"),
+        ({"restore_best_weights": "yes"}, TypeError, r"`restore_best_weights`"),
         ({"start_from_epoch": 1.5}, TypeError, r"`start_from_epoch`"),
         ({"check_finite": None}, TypeError, r"`check_finite`"),
         ({"max_duration": 0}, ValueError, r"`max_duration`.*Received: max_duration=0\.0"),
         ({"max_duration": "1h"}, TypeError, r"`max_duration`.*Received: max_duration='1h'"),
-        ({"monitor": "val_speed"}, ValueError, r"monitor='val_speed'.*mode='min' or mode='max'"),
     ],
 )
 def test_invalid_arguments_are_named(kwargs, error, message):
@@ -231,6 +290,35 @@ def test_real_fit_stops_within_an_epoch_on_its_time_budget(digits):
     assert stop.stopped_reason is StopReason.TIME_BUDGET
     assert counter.batches < 3 * len(x)
     assert stop.elapsed() >= 0.3
+
+
+def test_real_fit_monitors_f1_score(digits):
+    (x, y), (x_test, y_test) = digits
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    model.compile(
+        "adam",
+        "categorical_crossentropy",
+        metrics=[keras.metrics.F1Score(average="micro")],
+    )
+    stop = EarlyStopping(monitor="val_f1_score", patience=1, target=0.5)
+    history = model.fit(
+        x,
+        keras.utils.to_categorical(y, 10),
+        validation_data=(x_test, keras.utils.to_categorical(y_test, 10)),
+        epochs=20,
+        callbacks=[stop],
+        verbose=0,
+    )
+    assert stop.stopped_reason is not None
+    assert len(history.history["loss"]) == stop.stopped_epoch + 1
+
+
+def test_real_fit_with_a_typo_fails_after_the_first_epoch(digits):
+    (x, y), _ = digits
+    stop = EarlyStopping(monitor="val_acuracy", mode="max")
+    model = digits_model()
+    with pytest.raises(ValueError, match="Did you mean `val_accuracy`"):
+        model.fit(x, y, validation_split=0.2, epochs=5, callbacks=[stop], verbose=0)
 
 
 def test_real_fit_stops_on_a_nan_loss(digits):

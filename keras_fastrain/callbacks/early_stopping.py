@@ -9,12 +9,14 @@ stops being finite. It records why and when it stopped.
 """
 
 import datetime
+import difflib
 import enum
 import math
 import time
 import warnings
 
 import keras
+import numpy as np
 
 from keras_fastrain.callbacks.consensus import any_worker
 from keras_fastrain.validation import check_bool, check_choice, check_float, check_int
@@ -61,7 +63,13 @@ _MAXIMIZED = (
     "f1_score",
     "fbeta_score",
     "iou",
+    "io_u",  # mean_io_u, binary_io_u, one_hot_mean_io_u, one_hot_io_u
     "r2_score",
+    "cosine_similarity",
+    "pearson_correlation",
+    "concordance_correlation",
+    "sensitivity_at_specificity",
+    "specificity_at_sensitivity",
 )
 _MINIMIZED = ("loss", "error", "crossentropy", "hinge", "divergence", "poisson", "logcosh")
 
@@ -69,7 +77,7 @@ _MINIMIZED = ("loss", "error", "crossentropy", "hinge", "divergence", "poisson",
 def infer_mode(monitor):
     """Returns `"min"` or `"max"` from a metric name, or `None` if unknown."""
     name = monitor.removeprefix("val_")
-    if name.endswith(_MINIMIZED) or name in ("mse", "mae", "mape", "msle"):
+    if name.endswith(_MINIMIZED) or name in ("mse", "mae", "mape", "msle", "rmse"):
         return "min"
     if name.endswith(_MAXIMIZED):
         return "max"
@@ -87,6 +95,30 @@ def _seconds(max_duration):
     )
 
 
+def _truth(name, value):
+    """A bool from a bool or an integer 0 / 1, as Keras's flags accept."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, (int, np.integer)) and value in (0, 1)
+    ):
+        return bool(value)
+    raise TypeError(
+        f"Invalid value for argument `{name}`. Received: {name}={value!r}. "
+        "Expected a bool (or 0 / 1)."
+    )
+
+
+def _scalar(key, value):
+    """A logged value as a float: a one-element array is its one value."""
+    array = np.asarray(value)
+    if array.size != 1:
+        raise ValueError(
+            f"EarlyStopping monitors `{key}`, which logs {array.size} values (shape "
+            f"{array.shape}), not one. Monitor a single number: for F1Score or "
+            "FBetaScore pass average='macro', 'micro' or 'weighted'."
+        )
+    return float(array.reshape(()))
+
+
 def _optional_float(name, value):
     if value is None:
         return None
@@ -99,11 +131,13 @@ def _optional_float(name, value):
     return value
 
 
-class EarlyStopping(keras.callbacks.Callback):
+class EarlyStopping(keras.callbacks.EarlyStopping):
     """Stops training when the model is good enough, stuck, broken or out of time.
 
-    Every argument of `keras.callbacks.EarlyStopping` keeps its meaning and
-    default. In addition training stops, at the first of these:
+    A `keras.callbacks.EarlyStopping` (a subclass): every argument keeps its
+    meaning and default, and so do its attributes (`monitor_op`, `best`,
+    `wait`, `stopped_epoch`, `best_weights`). In addition training stops, at
+    the first of these:
 
     - `target`: the monitored value reaches the target (stop at 88% accuracy,
       not 3 epochs later). The training time until then is recorded.
@@ -119,6 +153,12 @@ class EarlyStopping(keras.callbacks.Callback):
     run needs (best value, wait counter, elapsed time budget) as JSON;
     `keras_fastrain.callbacks.BackupAndRestore` saves and restores it.
 
+    A monitored metric that logs a one-element array (`F1Score`,
+    `FBetaScore` with an `average`) is read as its one value. A `monitor`
+    that is in none of the first epoch's logs is an error naming the closest
+    key (a typo would otherwise train to the end); one missing only because
+    validation did not run that epoch (`validation_freq`) warns, as in Keras.
+
     Decisions go through `keras_fastrain.callbacks.consensus`, so in a
     distributed run every worker stops at the same step.
 
@@ -128,15 +168,18 @@ class EarlyStopping(keras.callbacks.Callback):
             improvement. Defaults to `0`.
         patience: Integer >= 0. Epochs with no improvement before stopping.
             Defaults to `0`.
-        verbose: Integer, 0 or 1. 1 says why training stopped. Defaults to `0`.
+        verbose: Integer >= 0. 0 is silent; 1 or more says why training
+            stopped. Defaults to `0`.
         mode: One of `"auto"`, `"min"`, `"max"`. Whether the monitored value
             should go down or up; `"auto"` infers it from the name (`loss`,
-            `mse`, ... go down; `accuracy`, `auc`, ... go up) and raises if it
-            cannot. Defaults to `"auto"`.
+            `mse`, ... go down; `accuracy`, `auc`, `mean_io_u`, ... go up),
+            else, as Keras, from the compiled metric of that name at the end
+            of the first epoch, and raises if neither tells. Defaults to
+            `"auto"`.
         baseline: Number or `None`. Training stops if the model does not
             improve on it within `patience` epochs. Defaults to `None`.
-        restore_best_weights: Bool. Whether to restore the weights of the best
-            epoch when training ends. Defaults to `False`.
+        restore_best_weights: Bool (or 0 / 1). Whether to restore the weights
+            of the best epoch when training ends. Defaults to `False`.
         start_from_epoch: Integer >= 0. Epochs to wait before improvement is
             monitored (the target, time, divergence and finiteness checks
             apply from the start). Defaults to `0`.
@@ -181,31 +224,41 @@ class EarlyStopping(keras.callbacks.Callback):
         check_finite=True,
         max_duration=None,
     ):
-        super().__init__()
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(
                 "Invalid value for argument `monitor`. "
                 f"Received: monitor={monitor!r}. Expected a metric name."
             )
-        self.monitor = monitor
-        self.min_delta = abs(check_float("min_delta", min_delta))
-        self.patience = check_int("patience", patience, minimum=0)
-        self.verbose = check_int("verbose", verbose, minimum=0, maximum=1)
-        self.mode = check_choice("mode", mode, self.SUPPORTED_MODES)
-        self.baseline = _optional_float("baseline", baseline)
-        self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
-        self.start_from_epoch = check_int("start_from_epoch", start_from_epoch, minimum=0)
+        super().__init__(
+            monitor=monitor,
+            min_delta=check_float("min_delta", min_delta),
+            patience=check_int("patience", patience, minimum=0),
+            verbose=check_int("verbose", verbose, minimum=0),
+            mode=check_choice("mode", mode, self.SUPPORTED_MODES),
+            baseline=_optional_float("baseline", baseline),
+            restore_best_weights=_truth("restore_best_weights", restore_best_weights),
+            start_from_epoch=check_int("start_from_epoch", start_from_epoch, minimum=0),
+        )
         self.target = _optional_float("target", target)
         self.divergence_threshold = _optional_float("divergence_threshold", divergence_threshold)
         self.check_finite = check_bool("check_finite", check_finite)
         self.max_duration = None if max_duration is None else _seconds(max_duration)
-        self.direction = mode if mode != "auto" else infer_mode(monitor)
-        if self.direction is None:
-            raise ValueError(
-                f"Cannot tell whether `monitor={monitor!r}` should go up or down. "
-                "Pass mode='min' or mode='max'."
-            )
+        direction = mode if mode != "auto" else infer_mode(monitor)
+        if direction is not None:
+            self._set_direction(direction)
         self._reset()
+
+    @property
+    def direction(self):
+        """`"min"`, `"max"`, or `None` until the first epoch tells (see `mode`)."""
+        if self.monitor_op is None:
+            return None
+        return "min" if self.monitor_op is keras.ops.less else "max"
+
+    def _set_direction(self, direction):
+        """Sets `monitor_op` and the sign of `min_delta` as Keras does."""
+        self.monitor_op = keras.ops.less if direction == "min" else keras.ops.greater
+        self.min_delta = -abs(self.min_delta) if direction == "min" else abs(self.min_delta)
 
     # --- State ---------------------------------------------------------------
 
@@ -256,8 +309,12 @@ class EarlyStopping(keras.callbacks.Callback):
             return value - delta < reference
         return value + delta > reference
 
-    def _is_improvement(self, current):
-        return self.best is None or self._better(current, self.best, -self.min_delta)
+    def _is_improvement(self, monitor_value, reference_value):
+        """Keras's test, on Python floats: better than the reference by
+        more than `min_delta` (any value beats `None`)."""
+        if reference_value is None:
+            return True
+        return self._better(monitor_value, reference_value, -abs(self.min_delta))
 
     def _decide(self, current, loss, epoch):
         """Returns `(stop, reason)` for the end of `epoch`; updates best and wait."""
@@ -291,13 +348,13 @@ class EarlyStopping(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
             self.best_epoch = epoch
         self.wait += 1
-        if not self._is_improvement(current):
+        if not self._is_improvement(current, self.best):
             return False
         self.best = current
         self.best_epoch = epoch
         if self.restore_best_weights:
             self.best_weights = self.model.get_weights()
-        if self.baseline is None or self._better(current, self.baseline, -self.min_delta):
+        if self.baseline is None or self._is_improvement(current, self.baseline):
             self.wait = 0
         return True
 
@@ -322,16 +379,11 @@ class EarlyStopping(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        current = logs.get(self.monitor)
-        if current is None:
-            # As Keras: a metric may be missing on some epochs (validation_freq).
-            available = ", ".join(sorted(logs)) or "none"
-            warnings.warn(
-                f"EarlyStopping monitors `{self.monitor}`, which is not in the "
-                f"logs of epoch {epoch + 1}. Available: {available}.",
-                stacklevel=2,
-            )
-        stop, reason = self._decide(current, logs.get("loss"), epoch)
+        current = self._monitored(logs, epoch)
+        if current is not None and self.monitor_op is None:
+            self._set_direction_from_model()
+        loss = logs.get("loss")
+        stop, reason = self._decide(current, None if loss is None else _scalar("loss", loss), epoch)
         if reason is StopReason.TARGET_REACHED and self.time_to_target is None:
             self.time_to_target = self.elapsed()
         if not stop and self._decide_time():
@@ -340,6 +392,46 @@ class EarlyStopping(keras.callbacks.Callback):
             self._stop(reason or StopReason.NO_IMPROVEMENT)
         if self.stopped_reason is not None:  # Also after a stop within the epoch.
             self.stopped_epoch = epoch
+
+    def _monitored(self, logs, epoch):
+        """The monitored value as a float, or `None` when this epoch has none.
+
+        A key missing because validation did not run this epoch warns, as
+        Keras does; a key in none of the logs is an error that names the
+        closest one.
+        """
+        if self.monitor in logs:
+            return _scalar(self.monitor, logs[self.monitor])
+        available = ", ".join(sorted(logs)) or "none"
+        trained = self.monitor.removeprefix("val_")
+        if trained != self.monitor and trained in logs and not any(
+            key.startswith("val_") for key in logs
+        ):
+            warnings.warn(
+                f"EarlyStopping monitors `{self.monitor}`, which is not in the logs of "
+                f"epoch {epoch + 1} (no validation ran). Available: {available}.",
+                stacklevel=3,
+            )
+            return None
+        closest = difflib.get_close_matches(self.monitor, sorted(logs), n=1)
+        hint = f" Did you mean `{closest[0]}`?" if closest else ""
+        raise ValueError(
+            f"EarlyStopping monitors `{self.monitor}`, which is in none of the logs of "
+            f"epoch {epoch + 1}.{hint} Available: {available}. (A key that another "
+            "callback adds needs that callback before EarlyStopping in `callbacks`.)"
+        )
+
+    def _set_direction_from_model(self):
+        """Keras's `mode="auto"` for a name this module does not know: the
+        direction of the compiled metric of that name."""
+        try:
+            self._set_monitor_op()
+        except ValueError:
+            raise ValueError(
+                f"Cannot tell whether `monitor={self.monitor!r}` should go up or down: "
+                "neither its name nor a compiled metric of that name says. Pass "
+                "mode='min' or mode='max'."
+            ) from None
 
     def _stop(self, reason):
         self.model.stop_training = True
