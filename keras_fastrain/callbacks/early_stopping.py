@@ -404,8 +404,10 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
             return _scalar(self.monitor, logs[self.monitor])
         available = ", ".join(sorted(logs)) or "none"
         trained = self.monitor.removeprefix("val_")
-        if trained != self.monitor and trained in logs and not any(
-            key.startswith("val_") for key in logs
+        if (
+            trained != self.monitor
+            and trained in logs
+            and not any(key.startswith("val_") for key in logs)
         ):
             warnings.warn(
                 f"EarlyStopping monitors `{self.monitor}`, which is not in the logs of "
