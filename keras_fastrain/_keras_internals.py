@@ -25,6 +25,7 @@ __all__ = [
     "relayout_jax_variable",
     "optimizer_slots",
     "fix_multi_worker_fit",
+    "prime_saving_caches",
     "set_running_fit_steps",
     "compile_arguments",
 ]
@@ -200,6 +201,32 @@ def fix_multi_worker_fit():
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     trainer.reduce_per_replica = reduce_per_replica
     _multi_worker_fit_fixed = True
+
+
+def prime_saving_caches():
+    """Makes Keras's saving create no variables, so one worker can save alone.
+
+    Checked on Keras 3.15.1 with TensorFlow 2.21 (no upstream issue yet):
+    every `model.save` builds a throwaway `Optimizer(1.0)` in
+    `keras/src/saving/saving_lib.py::get_attr_skipset` to learn which
+    attributes to skip. Its cache never hits: it stores the answer under
+    `saving_attr_skipset_<type>` and looks it up under
+    `saving_attr_skiplist_<type>`. Under `MultiWorkerMirroredStrategy`
+    creating that optimizer's variables is a collective (the chief
+    broadcasts their initial values), so a save on rank 0 only, Horovod's
+    checkpoint idiom, leaves the other workers out and the next collective
+    fails ("Collective instance ... expected type 0 ... got type 1"). This
+    computes each answer once, on every worker together, and stores it
+    under the key Keras reads. Keras's global state is per thread and
+    `keras.backend.clear_session()` empties it: call again after either.
+    """
+    from keras.src.backend.common import global_state
+    from keras.src.saving import saving_lib
+
+    for obj_type in ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer"):
+        key = f"saving_attr_skiplist_{obj_type}"
+        if global_state.get_global_attribute(key) is None:
+            global_state.set_global_attribute(key, saving_lib.get_attr_skipset(obj_type))
 
 
 def set_running_fit_steps(steps):

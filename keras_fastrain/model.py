@@ -30,6 +30,7 @@ from keras_fastrain.batching.replica_batches import replica_batches
 from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
 from keras_fastrain.batching.tf_data_batches import TFDataBatches
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
+from keras_fastrain.callbacks.agreement import AgreementGuard
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
     MetricAverageCallback,
@@ -431,6 +432,8 @@ class FastModel(keras.Model):
         with restore_workers(x, validation), self._on_engine():
             x = self._tuned(x)
             engine = self._engine
+            if engine is not None:
+                engine.before_fit()
             if isinstance(x, ResizableBatches) and engine and engine.name == "multi_worker":
                 x = replica_batches(self._engine.strategy, x)  # see its module
             if validation is not None:
@@ -572,14 +575,21 @@ class FastModel(keras.Model):
 
     def _with_engine_callbacks(self, callbacks):
         """`callbacks`, with what an engine whose workers train apart needs
-        (Horovod): the same start, and epoch metrics averaged first."""
+        (Horovod): the same start, and epoch metrics averaged first; on
+        every engine whose workers could disagree, the agreement check."""
         engine = self._engine
-        if engine is None or engine.averages_gradients:
+        if engine is None or engine.size == 1:
             return callbacks
-        if not any(isinstance(c, MetricAverageCallback) for c in callbacks):
-            callbacks.insert(0, MetricAverageCallback())
-        if not any(isinstance(c, BroadcastGlobalVariablesCallback) for c in callbacks):
-            callbacks.append(BroadcastGlobalVariablesCallback(0))
+        if not engine.averages_gradients:
+            if not any(isinstance(c, MetricAverageCallback) for c in callbacks):
+                callbacks.insert(0, MetricAverageCallback())
+            if not any(isinstance(c, BroadcastGlobalVariablesCallback) for c in callbacks):
+                callbacks.append(BroadcastGlobalVariablesCallback(0))
+        # MetricAverageCallback checks at each epoch's end itself.
+        if engine.weights_can_diverge and not any(
+            isinstance(c, (AgreementGuard, MetricAverageCallback)) for c in callbacks
+        ):
+            callbacks.append(AgreementGuard())
         return callbacks
 
     def _with_pruning_updates(self, callbacks):

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -42,9 +43,9 @@ def engine(request):
     return request.param
 
 
-def launch(engine, scenario, size=2):
+def launch(engine, scenario, *args, size=2):
     """[(returncode, results, output)] of each worker, in rank order."""
-    outcomes = launch_local(engine, [WORKER, scenario], size=size, timeout=TIMEOUT)
+    outcomes = launch_local(engine, [WORKER, scenario, *args], size=size, timeout=TIMEOUT)
     return [
         (
             o.returncode,
@@ -114,6 +115,33 @@ def test_horovod_style_code_on_a_plain_model_trains_in_step(engine):
         assert "cannot run under a tf.distribute strategy" in zero["refused"]
     else:
         assert zero["accumulation"] == 2
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="Horovod's example is TensorFlow code")
+@pytest.mark.parametrize("model_class", ["plain", "fast"])
+def test_horovods_keras_example_ends_with_equal_weights(engine, model_class):
+    # A Sequential without an Input, built at the top level from a different
+    # seed on each worker, and checkpoints written by rank 0 only.
+    zero, one = results_of(launch(engine, "horovod_example", model_class))
+    assert zero["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
+    assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
+    assert zero["losses"][-1] < zero["losses"][0]
+    assert zero["checkpoints"] == [f"checkpoint-{epoch}.keras" for epoch in (1, 2, 3)]
+    assert one["checkpoints"] == []
+
+
+@pytest.mark.skipif(
+    BACKEND == "jax",
+    reason="JAX multi-process keeps one global copy of each variable: workers cannot diverge",
+)
+def test_workers_whose_weights_differ_are_stopped_with_a_clear_error(engine):
+    outcomes = launch(engine, "diverge")
+    # Worker 1 moves apart at the end of epoch 2: the check runs then, or at
+    # epoch 3 where it comes before that callback (Horovod's metric averaging
+    # goes first in the list).
+    for code, results, output in outcomes[: 1 if engine == "horovod" else 2]:
+        assert code != 0 and results is None
+        assert re.search(r"WorkersDisagreeError: .* at the end of epoch [23] \(weight sums", output)
 
 
 def test_every_worker_searches_and_grows_to_the_same_batch(engine):

@@ -12,6 +12,7 @@ import math
 import keras
 
 from keras_fastrain import _keras_internals, distribute
+from keras_fastrain.callbacks.agreement import check_agreement
 from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import rate_comes_from_schedule
 from keras_fastrain.validation import check_float, check_int
@@ -31,7 +32,13 @@ class BroadcastGlobalVariablesCallback(keras.callbacks.Callback):
 
     Broadcasts right before the first step, after every `on_train_begin`
     (so also after `BackupAndRestore` restored a checkpoint on one worker),
-    and again at the start of every later `fit`.
+    and again at the start of every later `fit`. A model that creates its
+    variables in its first step (a `Sequential` without an `Input`, on
+    Horovod) has nothing to send then: the broadcast runs after that first
+    step instead, as Horovod's callback does. After the first step that
+    follows a broadcast, it checks that the workers' weights agree (see
+    `keras_fastrain.callbacks.agreement`), so gradients that were not
+    averaged are an error, not a silently different model per worker.
 
     A `FastModel` on Horovod adds it to `fit` by itself.
 
@@ -51,17 +58,35 @@ class BroadcastGlobalVariablesCallback(keras.callbacks.Callback):
     def __init__(self, root_rank=0):
         super().__init__()
         self.root_rank = check_int("root_rank", root_rank, minimum=0)
-        self._pending = False
+        self._stage = None
 
     def on_train_begin(self, logs=None):
         engine = distribute.current()
         check_int("root_rank", self.root_rank, minimum=0, maximum=engine.size - 1)
-        self._pending = True
+        engine.before_fit()
+        # "before": broadcast before the first step; "after": after it (the
+        # model had no variables yet); "check": compare after the next step.
+        self._stage = "before" if engine.size > 1 else None
 
     def on_train_batch_begin(self, batch, logs=None):
-        if not self._pending:
+        if self._stage != "before":
             return
-        self._pending = False
+        if self.model.built and self.model.trainable_weights:
+            self._broadcast()
+            self._stage = "check"
+        else:
+            self._stage = "after"
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._stage == "after":
+            self._broadcast()
+            self._stage = "check"
+        elif self._stage == "check":
+            self._stage = None
+            _sync_jax_state(self.model)
+            check_agreement(self.model, "after the first step that followed the broadcast")
+
+    def _broadcast(self):
         _sync_jax_state(self.model)
         optimizer = getattr(self.model, "optimizer", None)
         variables = list(self.model.variables)
@@ -75,7 +100,9 @@ class MetricAverageCallback(keras.callbacks.Callback):
 
     Put it first in `callbacks`, so that the callbacks after it (History,
     EarlyStopping, checkpoints) read the averages. Keys are reduced in sorted
-    order, the same on every worker. In a single process it changes nothing.
+    order, the same on every worker. Each epoch it also checks that the
+    workers' weights agree (see `keras_fastrain.callbacks.agreement`). In a
+    single process it changes nothing.
     A `FastModel` puts it first by itself on Horovod.
 
     Example:
@@ -93,14 +120,19 @@ class MetricAverageCallback(keras.callbacks.Callback):
     ```
     """
 
+    def on_train_begin(self, logs=None):
+        distribute.current().before_fit()
+
     def on_epoch_end(self, epoch, logs=None):
         engine = distribute.current()
-        if not logs or engine.size == 1:
+        if engine.size == 1:
             return
-        for key in sorted(logs):
+        for key in sorted(logs or {}):
             value = logs[key]
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 logs[key] = float(engine.allreduce(float(value), "mean"))
+        if self.model is not None:
+            check_agreement(self.model, f"at the end of epoch {epoch + 1}", engine)
 
 
 class LearningRateWarmupCallback(keras.callbacks.Callback):

@@ -48,6 +48,10 @@ class Engine:
         averages_gradients: Bool. Whether a training step already averages
             gradients over all replicas (so `DistributedOptimizer` has
             nothing to add).
+        weights_can_diverge: Bool. Whether each worker holds its own copy
+            of the weights, which a missed broadcast or an unaveraged
+            gradient can set apart (checked by
+            `keras_fastrain.callbacks.agreement`).
         in_step_replicas: Bool. Whether several replicas run inside each
             step, under a `tf.distribute` strategy or a `keras.distribution`
             (rather than one per worker process, as with Horovod).
@@ -67,6 +71,7 @@ class Engine:
 
     name = "none"
     averages_gradients = True
+    weights_can_diverge = False
     xla_incompatible = ()
 
     def __init__(self, reason="given"):
@@ -121,6 +126,11 @@ class Engine:
     def check_batches(self, num_samples, batch_size):
         """Raises if `num_samples` in batches of `batch_size` cannot run here."""
         del num_samples, batch_size
+
+    def before_fit(self):
+        """Called on every worker at the start of each `fit` (by FastModel
+        and the multi-worker callbacks): whatever must happen on all
+        workers together before training."""
 
     def prepare_optimizer(self, optimizer):
         """Returns an optimizer that can train under this engine."""

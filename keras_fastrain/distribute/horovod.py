@@ -40,6 +40,7 @@ class HorovodEngine(Engine):
 
     name = "horovod"
     averages_gradients = False
+    weights_can_diverge = True
     xla_incompatible = ("HorovodAllreduce",)  # no XLA kernel without HOROVOD_ENABLE_XLA_OPS
 
     def __init__(self, reason="given"):

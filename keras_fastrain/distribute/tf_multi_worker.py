@@ -23,8 +23,10 @@ class MultiWorkerEngine(TFStrategyEngine):
     """Trains in step over the workers that TF_CONFIG lists.
 
     Each worker runs the same script with its own TF_CONFIG (same cluster,
-    its own task index). Variables created under the strategy start from
-    the chief's values; gradients are all-reduced in every step; `fit`
+    its own task index). The strategy becomes the process's default
+    (`tf.distribute.experimental_set_strategy`), so every model and
+    optimizer made after the engine is under it, scope or not. Variables
+    created under the strategy start from the chief's values; gradients are all-reduced in every step; `fit`
     takes the global batch and TensorFlow splits it over the workers. The
     collectives (`allreduce`, `broadcast`, ...) go through the strategy's
     own all-gather.
@@ -41,6 +43,7 @@ class MultiWorkerEngine(TFStrategyEngine):
     """
 
     name = "multi_worker"
+    weights_can_diverge = True
 
     def __init__(self, timeout_seconds=120, reason="given"):
         check_float("timeout_seconds", timeout_seconds, low=0.0, closed=(False, True))
@@ -56,7 +59,12 @@ class MultiWorkerEngine(TFStrategyEngine):
                 f"script, before building models or data ({error})."
             ) from error
         super().__init__(strategy, reason)
+        # The process's default strategy from now on, so that a model and an
+        # optimizer built anywhere after init() (Horovod-style scripts build
+        # them at the top level, not in a scope) are mirrored and averaged.
+        tf.distribute.experimental_set_strategy(strategy)
         _keras_internals.fix_multi_worker_fit()
+        self.before_fit()
         resolver = strategy.cluster_resolver
         tasks = resolver.cluster_spec().as_dict()
         # The chief, if TF_CONFIG names one, trains too and comes first.
@@ -69,6 +77,12 @@ class MultiWorkerEngine(TFStrategyEngine):
         self._size = len(ordered)
         addresses = [tasks[kind][index] for kind, index in ordered]
         self._local_rank = _local_rank(addresses, self._rank)
+
+    def before_fit(self):
+        """Lets one worker save alone (Horovod's rank-0 checkpoints): Keras's
+        first save creates variables, which is a collective here, so every
+        worker makes them now, together."""
+        _keras_internals.prime_saving_caches()
 
     @property
     def rank(self):

@@ -222,6 +222,64 @@ def plain():
     )
 
 
+def horovod_example():
+    """Horovod's Keras MNIST example, moved over by its imports: a Sequential
+    without an Input built at the top level, each worker from its own seed,
+    DistributedOptimizer, the broadcast and metric-averaging callbacks, and
+    checkpoints on rank 0 only. Argument: "plain" or "fast" (FastSequential)."""
+    import tempfile
+
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(RANK)
+    (x, y), _ = load_digits()
+    model_class = FastSequential if sys.argv[2] == "fast" else keras.Sequential
+    model = model_class(
+        [
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    optimizer = DistributedOptimizer(keras.optimizers.Adam(0.001 * engine.size))
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    dataset = tf.data.Dataset.from_tensor_slices((x[:1024], y[:1024])).repeat()
+    dataset = dataset.shuffle(1024, seed=RANK).batch(64)
+    callbacks = [BroadcastGlobalVariablesCallback(0), MetricAverageCallback()]
+    directory = tempfile.mkdtemp()
+    if RANK == 0:
+        path = os.path.join(directory, "checkpoint-{epoch}.keras")
+        callbacks.append(keras.callbacks.ModelCheckpoint(path))
+    history = model.fit(
+        dataset, steps_per_epoch=16 // engine.size, epochs=3, verbose=0, callbacks=callbacks
+    )
+    report(
+        losses=history.history["loss"],
+        checksum=checksum(model),
+        checkpoints=sorted(os.listdir(directory)),
+    )
+
+
+class MoveOneWorker(keras.callbacks.Callback):
+    """Changes worker 1's weights at the end of epoch 2, on that worker only."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if RANK == 1 and epoch == 1:
+            variable = self.model.trainable_weights[0]
+            variable.assign(variable.value + 1.0)
+
+
+def diverge():
+    """Workers whose weights fall apart are stopped, on every worker, with an
+    error naming the likely causes."""
+    keras.utils.set_random_seed(0)
+    model = FastSequential(layers())
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    (x, y), _ = load_digits()
+    model.fit(x[:256], y[:256], batch_size=64, epochs=4, verbose=0, callbacks=[MoveOneWorker()])
+    report(finished=True)
+
+
 def steps_taken(model):
     return int(model.optimizer.iterations.numpy())
 
@@ -327,5 +385,7 @@ def die():
     "fit": fit,
     "plain": plain,
     "die": die,
+    "horovod_example": horovod_example,
+    "diverge": diverge,
     "batch_size": batch_size,
 }[SCENARIO]()
