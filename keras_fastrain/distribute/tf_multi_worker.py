@@ -26,8 +26,9 @@ class MultiWorkerEngine(TFStrategyEngine):
     its own task index). The strategy becomes the process's default
     (`tf.distribute.experimental_set_strategy`), so every model and
     optimizer made after the engine is under it, scope or not. Variables
-    created under the strategy start from the chief's values; gradients are all-reduced in every step; `fit`
-    takes the global batch and TensorFlow splits it over the workers. The
+    created under the strategy start from the chief's values; gradients
+    are all-reduced in every step; `fit` takes the global batch and
+    TensorFlow splits it over the workers. The
     collectives (`allreduce`, `broadcast`, ...) go through the strategy's
     own all-gather.
 
