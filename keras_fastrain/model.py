@@ -33,6 +33,7 @@ from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.agreement import AgreementGuard
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
+    HorovodCallback,
     MetricAverageCallback,
 )
 from keras_fastrain.data import restore_workers, tune_input
@@ -580,14 +581,16 @@ class FastModel(keras.Model):
         engine = self._engine
         if engine is None or engine.size == 1:
             return callbacks
+        averaging = (MetricAverageCallback, HorovodCallback)
         if not engine.averages_gradients:
-            if not any(isinstance(c, MetricAverageCallback) for c in callbacks):
+            if not any(isinstance(c, averaging) for c in callbacks):
                 callbacks.insert(0, MetricAverageCallback())
-            if not any(isinstance(c, BroadcastGlobalVariablesCallback) for c in callbacks):
+            broadcasting = (BroadcastGlobalVariablesCallback, HorovodCallback)
+            if not any(isinstance(c, broadcasting) for c in callbacks):
                 callbacks.append(BroadcastGlobalVariablesCallback(0))
-        # MetricAverageCallback checks at each epoch's end itself.
+        # The metric averaging checks at each epoch's end itself.
         if engine.weights_can_diverge and not any(
-            isinstance(c, (AgreementGuard, MetricAverageCallback)) for c in callbacks
+            isinstance(c, (AgreementGuard, *averaging)) for c in callbacks
         ):
             callbacks.append(AgreementGuard())
         return callbacks

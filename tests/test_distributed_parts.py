@@ -103,9 +103,14 @@ def test_distributed_optimizer_needs_no_exchange_here_and_says_so_once(caplog):
         DistributedOptimizer(keras.optimizers.SGD(0.1))
     said = [r for r in caplog.records if "already averages gradients" in r.getMessage()]
     assert len(said) <= 1  # once per process (an earlier test may have said it)
-    accumulating = DistributedOptimizer(keras.optimizers.Adam(1e-3), backward_passes_per_step=4)
+    with pytest.warns(UserWarning, match=r"averaged .*Horovod sums them by default"):
+        accumulating = DistributedOptimizer(keras.optimizers.Adam(1e-3), backward_passes_per_step=4)
     assert isinstance(accumulating, keras.optimizers.Adam)
     assert accumulating.gradient_accumulation_steps == 4
+    averaging = DistributedOptimizer(
+        keras.optimizers.Adam(1e-3), backward_passes_per_step=2, average_aggregated_gradients=True
+    )
+    assert averaging.gradient_accumulation_steps == 2
     built = keras.optimizers.SGD()
     built.build([keras.Variable(np.zeros(2))])
     with pytest.raises(ValueError, match=r"already holds state"):

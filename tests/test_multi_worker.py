@@ -117,12 +117,16 @@ def test_horovod_style_code_on_a_plain_model_trains_in_step(engine):
         assert zero["accumulation"] == 2
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="Horovod's example is TensorFlow code")
-@pytest.mark.parametrize("model_class", ["plain", "fast"])
-def test_horovods_keras_example_ends_with_equal_weights(engine, model_class):
-    # A Sequential without an Input, built at the top level from a different
-    # seed on each worker, and checkpoints written by rank 0 only.
-    zero, one = results_of(launch(engine, "horovod_example", model_class))
+@pytest.mark.parametrize("variant", ["plain", "fast", "one_callback"])
+def test_horovods_keras_example_ends_with_equal_weights(engine, variant):
+    # `import keras_fastrain.horovod as hvd`; a Sequential without an Input,
+    # built at the top level from a different seed on each worker, and
+    # checkpoints written by rank 0 only.
+    zero, one = results_of(launch(engine, "horovod_example", variant))
+    assert zero["sizes"] == [2, 2, 0, True] and one["sizes"] == [2, 2, 1, True]
+    assert zero["allreduce"] == one["allreduce"] == 1.0
+    assert zero["allgather"] == one["allgather"] == [[0], [1]]
+    assert zero["broadcast"] == one["broadcast"] == 2.0
     assert zero["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
     assert zero["losses"] == pytest.approx(one["losses"], rel=1e-5)
     assert zero["losses"][-1] < zero["losses"][0]

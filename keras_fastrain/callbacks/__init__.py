@@ -4,6 +4,7 @@ from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.backup_and_restore import BackupAndRestore
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
+    HorovodCallback,
     LearningRateWarmupCallback,
     MetricAverageCallback,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "BackupAndRestore",
     "BroadcastGlobalVariablesCallback",
     "EarlyStopping",
+    "HorovodCallback",
     "LearningRateWarmupCallback",
     "MetricAverageCallback",
     "StopReason",

@@ -135,6 +135,60 @@ class MetricAverageCallback(keras.callbacks.Callback):
             check_agreement(self.model, f"at the end of epoch {epoch + 1}", engine)
 
 
+class HorovodCallback(keras.callbacks.Callback):
+    """The two callbacks every Horovod script adds, as one.
+
+    It does what `BroadcastGlobalVariablesCallback(root_rank)` and
+    `MetricAverageCallback()` do together: every worker starts from
+    `root_rank`'s weights (after the first step if the model builds in it),
+    each epoch's metrics become their mean over the workers, and the
+    workers' weights are checked to agree. Put it first in `callbacks`, so
+    that the callbacks after it read the averaged metrics.
+
+    Args:
+        root_rank: Integer >= 0, below the number of workers. The worker
+            whose values every worker takes. Defaults to 0.
+
+    Example:
+
+    ```python
+    import keras_fastrain.horovod as hvd
+
+    hvd.init()
+    model.fit(x, y, callbacks=[hvd.callbacks.HorovodCallback(), keras.callbacks.EarlyStopping()])
+    ```
+    """
+
+    def __init__(self, root_rank=0):
+        super().__init__()
+        self.broadcast = BroadcastGlobalVariablesCallback(root_rank)
+        self.average = MetricAverageCallback()
+        self.root_rank = self.broadcast.root_rank
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.broadcast.set_model(model)
+        self.average.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.broadcast.set_params(params)
+        self.average.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        self.broadcast.on_train_begin(logs)
+        self.average.on_train_begin(logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.broadcast.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.broadcast.on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.average.on_epoch_end(epoch, logs)
+
+
 class LearningRateWarmupCallback(keras.callbacks.Callback):
     """Linear learning-rate warm-up for large global batches (Goyal et al. 2017).
 

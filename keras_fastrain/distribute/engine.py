@@ -44,6 +44,7 @@ class Engine:
         rank: Integer. This worker process's index, 0 to `size - 1`.
         size: Integer. How many worker processes train together.
         local_rank: Integer. This worker's index on its own host.
+        local_size: Integer. How many workers run on this worker's host.
         is_chief: Bool. Whether this worker reports for all (rank 0).
         averages_gradients: Bool. Whether a training step already averages
             gradients over all replicas (so `DistributedOptimizer` has
@@ -100,6 +101,10 @@ class Engine:
     @property
     def local_rank(self):
         return 0
+
+    @property
+    def local_size(self):
+        return 1
 
     @property
     def is_chief(self):

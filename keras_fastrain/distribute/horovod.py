@@ -68,6 +68,10 @@ class HorovodEngine(Engine):
     def local_rank(self):
         return self.hvd.local_rank()
 
+    @property
+    def local_size(self):
+        return self.hvd.local_size()
+
     def feeds_global_batch(self):
         return False
 

@@ -86,9 +86,9 @@ class JaxMultiProcessEngine(JaxDataParallelEngine):
         seed = self.broadcast(np.random.SeedSequence().generate_state(1)[0] >> 1)
         keras.utils.set_random_seed(int(seed))
         hosts = self.allgather(np.frombuffer(os.uname().nodename.encode()[:64].ljust(64), "u1"))
-        self._local_rank = sum(
-            bool(np.array_equal(h, hosts[self.rank])) for h in hosts[: self.rank]
-        )
+        same_host = [bool(np.array_equal(h, hosts[self.rank])) for h in hosts]
+        self._local_rank = sum(same_host[: self.rank])
+        self._local_size = sum(same_host)
 
     @property
     def rank(self):
@@ -105,6 +105,10 @@ class JaxMultiProcessEngine(JaxDataParallelEngine):
     @property
     def local_rank(self):
         return self._local_rank
+
+    @property
+    def local_size(self):
+        return self._local_size
 
     def feeds_global_batch(self):
         return False

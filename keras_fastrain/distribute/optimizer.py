@@ -1,11 +1,12 @@
 """`DistributedOptimizer`: Horovod's optimizer wrapper, for Keras 3."""
 
 import logging
+import warnings
 
 import keras
 
 from keras_fastrain import distribute
-from keras_fastrain.validation import check_choice, check_int
+from keras_fastrain.validation import check_bool, check_choice, check_int
 
 logger = logging.getLogger("keras_fastrain")
 
@@ -13,7 +14,13 @@ COMPRESSIONS = ("none", "fp16")
 _said_for = set()  # engines whose "nothing to add" line was logged
 
 
-def DistributedOptimizer(optimizer, backward_passes_per_step=1, compression="none", name=None):
+def DistributedOptimizer(
+    optimizer,
+    backward_passes_per_step=1,
+    compression="none",
+    name=None,
+    average_aggregated_gradients=False,
+):
     """Averages gradients over the workers before `optimizer` applies them.
 
     On the Horovod engine each worker computes its own gradients, and the
@@ -33,6 +40,12 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1, compression="non
         compression: `"none"` or `"fp16"` (gradients travel as float16 and
             are cast back; Horovod only). Defaults to `"none"`.
         name: String or `None`. A name for the returned optimizer.
+        average_aggregated_gradients: Bool. Horovod's switch between summing
+            (`False`, its default) and averaging the gradients of the
+            `backward_passes_per_step` batches. Keras's accumulation always
+            averages; with `False` and more than one pass a warning says so
+            (for SGD, multiply the learning rate by the passes to sum).
+            Defaults to `False`.
 
     Returns:
         An optimizer of `optimizer`'s class.
@@ -52,6 +65,16 @@ def DistributedOptimizer(optimizer, backward_passes_per_step=1, compression="non
         )
     check_int("backward_passes_per_step", backward_passes_per_step, minimum=1)
     check_choice("compression", compression, COMPRESSIONS)
+    check_bool("average_aggregated_gradients", average_aggregated_gradients)
+    if backward_passes_per_step > 1 and not average_aggregated_gradients:
+        warnings.warn(
+            f"DistributedOptimizer: the gradients of the {backward_passes_per_step} "
+            "backward passes are averaged (Keras's gradient accumulation), where Horovod "
+            "sums them by default. Pass average_aggregated_gradients=True to say that is "
+            f"intended; for SGD, a learning rate {backward_passes_per_step} times larger "
+            "gives Horovod's sum.",
+            stacklevel=2,
+        )
     if optimizer.built:
         raise ValueError(
             f"DistributedOptimizer: optimizer {optimizer.name!r} already holds state; wrap "

@@ -77,7 +77,9 @@ class MultiWorkerEngine(TFStrategyEngine):
         self._rank = ordered.index((resolver.task_type, int(resolver.task_id)))
         self._size = len(ordered)
         addresses = [tasks[kind][index] for kind, index in ordered]
-        self._local_rank = _local_rank(addresses, self._rank)
+        hosts = [address.rsplit(":", 1)[0] for address in addresses]
+        self._local_rank = hosts[: self._rank].count(hosts[self._rank])
+        self._local_size = hosts.count(hosts[self._rank])
 
     def before_fit(self):
         """Lets one worker save alone (Horovod's rank-0 checkpoints): Keras's
@@ -96,6 +98,10 @@ class MultiWorkerEngine(TFStrategyEngine):
     @property
     def local_rank(self):
         return self._local_rank
+
+    @property
+    def local_size(self):
+        return self._local_size
 
     def describe(self):
         return (
@@ -120,9 +126,3 @@ class MultiWorkerEngine(TFStrategyEngine):
         # One row per replica; each worker's replicas hold the same value.
         per_worker = self.num_replicas // self.size
         return gathered[::per_worker].astype(array.dtype)
-
-
-def _local_rank(addresses, rank):
-    """Worker `rank`'s index among the workers on its own host."""
-    host = addresses[rank].rsplit(":", 1)[0]
-    return [address.rsplit(":", 1)[0] for address in addresses[:rank]].count(host)

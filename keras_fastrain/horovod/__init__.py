@@ -1,0 +1,179 @@
+"""`horovod.tensorflow.keras`'s names on Keras 3 and every engine.
+
+A Horovod Keras script moves over by one line:
+
+```python
+import keras_fastrain.horovod as hvd  # was: import horovod.tensorflow.keras as hvd
+```
+
+`hvd.init()` joins the job its launcher started (`horovodrun`, TF_CONFIG
+workers, JAX processes; see `keras_fastrain.distribute.init`), and every name
+below keeps Horovod's arguments and return types: ranks and sizes are
+integers, the collectives take numbers or arrays and return numpy values,
+`DistributedOptimizer` takes Horovod's arguments, and `hvd.callbacks` holds
+its callbacks plus `HorovodCallback`. Where an argument has no meaning on
+Keras 3 or cannot be honoured, a value other than Horovod's default is a
+clear error, never silently dropped. The differences are listed in the
+documentation's compatibility table.
+
+Example:
+
+```python
+import keras
+import keras_fastrain.horovod as hvd
+
+hvd.init()
+model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+model.compile(hvd.DistributedOptimizer(keras.optimizers.Adam(0.001 * hvd.size())),
+              "sparse_categorical_crossentropy")
+model.fit(x, y, callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+                           hvd.callbacks.MetricAverageCallback()])
+```
+"""
+
+import numpy as np
+
+from keras_fastrain import distribute
+from keras_fastrain.distribute.optimizer import COMPRESSIONS
+from keras_fastrain.distribute.optimizer import DistributedOptimizer as _distributed_optimizer
+from keras_fastrain.horovod import callbacks
+from keras_fastrain.validation import check_choice
+
+__all__ = [
+    "Average",
+    "Compression",
+    "DistributedOptimizer",
+    "Max",
+    "Sum",
+    "allgather",
+    "allreduce",
+    "broadcast",
+    "callbacks",
+    "init",
+    "is_initialized",
+    "local_rank",
+    "local_size",
+    "rank",
+    "size",
+]
+
+# Horovod's reduction operations, as the engines' names for them.
+Average = "mean"
+Sum = "sum"
+Max = "max"
+_OPS = (Average, Sum, Max)
+
+_initialized = False
+
+
+class Compression:
+    """How gradients travel: `Compression.none` or `Compression.fp16`
+    (float16 on the wire, Horovod engine only)."""
+
+    none = "none"
+    fp16 = "fp16"
+
+
+def init():
+    """Joins this process to its multi-worker job (one process without a
+    launch); Horovod's `hvd.init()`. Call it first in the script."""
+    global _initialized
+    distribute.init()
+    _initialized = True
+
+
+def is_initialized():
+    """Whether `init()` was called in this process."""
+    return _initialized
+
+
+def size():
+    """The number of workers."""
+    return distribute.current().size
+
+
+def rank():
+    """This worker's index, 0 to `size() - 1`."""
+    return distribute.current().rank
+
+
+def local_rank():
+    """This worker's index on its own host."""
+    return distribute.current().local_rank
+
+
+def local_size():
+    """The number of workers on this worker's host."""
+    return distribute.current().local_size
+
+
+def allreduce(value, name=None, average=None, op=None):
+    """`value` reduced over the workers (the mean by default), as numpy.
+
+    Args:
+        value: A number, array or tensor, of one shape on every worker.
+        name: Ignored, as the name of Horovod's operation.
+        average: Bool or `None`. Horovod's older spelling: `False` sums.
+        op: `Average`, `Sum` or `Max`, or `None` for `Average`.
+    """
+    del name
+    if average is not None and op is not None:
+        raise ValueError("Pass `op` or `average`, not both (as Horovod).")
+    if op is None:
+        op = Sum if average is False else Average
+    check_choice("op", op, _OPS)
+    return distribute.current().allreduce(value, op)
+
+
+def allgather(value, name=None):
+    """Every worker's `value` concatenated along the first axis, in rank
+    order, as numpy. Unlike Horovod, the first axis must have the same
+    length on every worker."""
+    del name
+    gathered = distribute.current().allgather(value)
+    return np.concatenate(list(gathered)) if gathered.ndim > 1 else gathered
+
+
+def broadcast(value, root_rank, name=None):
+    """`root_rank`'s `value` on every worker, as numpy."""
+    del name
+    return distribute.current().broadcast(value, root_rank)
+
+
+def DistributedOptimizer(
+    optimizer,
+    name=None,
+    device_dense="",
+    device_sparse="",
+    compression=Compression.none,
+    sparse_as_dense=False,
+    gradient_predivide_factor=1.0,
+    op=Average,
+    backward_passes_per_step=1,
+    average_aggregated_gradients=False,
+):
+    """Horovod's `DistributedOptimizer`, with its arguments in its order.
+
+    See `keras_fastrain.DistributedOptimizer` for what it does on each
+    engine. `device_dense`, `device_sparse` and `sparse_as_dense` are
+    placement and format hints that Keras 3 makes moot (gradients are
+    exchanged dense, on the device they were computed on) and are accepted
+    as such; `gradient_predivide_factor` other than 1 and `op` other than
+    `Average` are refused.
+    """
+    del device_dense, device_sparse, sparse_as_dense
+    if gradient_predivide_factor != 1.0:
+        raise ValueError(
+            "Invalid value for argument `gradient_predivide_factor`. Received: "
+            f"gradient_predivide_factor={gradient_predivide_factor!r}. Expected 1.0: "
+            "keras-fastrain averages gradients in one step."
+        )
+    check_choice("op", op, (Average,))
+    check_choice("compression", compression, COMPRESSIONS)
+    return _distributed_optimizer(
+        optimizer,
+        backward_passes_per_step=backward_passes_per_step,
+        compression=compression,
+        name=name,
+        average_aggregated_gradients=average_aggregated_gradients,
+    )

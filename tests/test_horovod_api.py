@@ -1,0 +1,64 @@
+"""`keras_fastrain.horovod`: Horovod's Keras names, in one process.
+
+Two real workers run Horovod's example through it in test_multi_worker.py;
+here each name's contract is checked where the answers are known: one
+process is rank 0 of 1.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_fastrain.horovod as hvd
+from keras_fastrain.callbacks import BroadcastGlobalVariablesCallback, MetricAverageCallback
+from tests.helpers import digits_model
+
+pytestmark = pytest.mark.smoke
+
+
+def test_ranks_and_sizes_are_integers_of_one_process():
+    hvd.init()
+    assert hvd.is_initialized()
+    assert (hvd.size(), hvd.rank(), hvd.local_rank(), hvd.local_size()) == (1, 0, 0, 1)
+
+
+def test_collectives_take_horovods_arguments_and_return_numpy():
+    assert hvd.allreduce(3.0) == 3.0
+    assert hvd.allreduce(np.array([1.0, 2.0]), op=hvd.Sum).tolist() == [1.0, 2.0]
+    assert hvd.allreduce(2.0, average=False) == 2.0
+    assert hvd.allreduce(4, op=hvd.Max) == 4
+    with pytest.raises(ValueError, match="`op` or `average`"):
+        hvd.allreduce(1.0, average=True, op=hvd.Sum)
+    with pytest.raises(ValueError, match=r"`op`.*Received: op='min'"):
+        hvd.allreduce(1.0, op="min")
+    # Horovod concatenates along the first axis.
+    assert hvd.allgather(np.array([[1, 2], [3, 4]])).tolist() == [[1, 2], [3, 4]]
+    assert hvd.broadcast(np.array([5.0]), root_rank=0).tolist() == [5.0]
+
+
+def test_distributed_optimizer_takes_horovods_arguments_in_order():
+    optimizer = hvd.DistributedOptimizer(
+        keras.optimizers.SGD(0.1), "named", "", "", hvd.Compression.none, False
+    )
+    assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.name == "named"
+    with pytest.raises(ValueError, match=r"`gradient_predivide_factor`.*Expected 1\.0"):
+        hvd.DistributedOptimizer(keras.optimizers.SGD(), gradient_predivide_factor=2.0)
+    with pytest.raises(ValueError, match=r"`op`.*Received: op='sum'"):
+        hvd.DistributedOptimizer(keras.optimizers.SGD(), op=hvd.Sum)
+    with pytest.raises(ValueError, match=r"compression='fp16' applies to Horovod"):
+        hvd.DistributedOptimizer(keras.optimizers.SGD(), compression=hvd.Compression.fp16)
+
+
+def test_callbacks_are_the_packages_own_plus_one_that_does_both(digits):
+    assert hvd.callbacks.BroadcastGlobalVariablesCallback is BroadcastGlobalVariablesCallback
+    assert hvd.callbacks.MetricAverageCallback is MetricAverageCallback
+    (x, y), _ = digits
+    model = digits_model()
+    before = model.get_weights()
+    history = model.fit(
+        x[:256], y[:256], epochs=2, verbose=0, callbacks=[hvd.callbacks.HorovodCallback(0)]
+    )
+    assert len(history.history["loss"]) == 2
+    assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    with pytest.raises(ValueError, match=r"`root_rank`.*Received: root_rank=-1"):
+        hvd.callbacks.HorovodCallback(-1)
