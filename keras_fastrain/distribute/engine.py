@@ -20,6 +20,7 @@ import contextlib
 import keras
 import numpy as np
 
+from keras_fastrain import _keras_internals
 from keras_fastrain.devices import host_array
 from keras_fastrain.validation import check_choice, check_int
 
@@ -134,8 +135,14 @@ class Engine:
 
     def before_fit(self):
         """Called on every worker at the start of each `fit` (by FastModel
-        and the multi-worker callbacks): whatever must happen on all
-        workers together before training."""
+        and the multi-worker callbacks, and once when a multi-worker engine
+        starts): whatever must happen on all workers together before
+        training. With several workers, it lets one of them save alone
+        (Horovod's rank-0 checkpoints): Keras's saving creates variables,
+        which under a multi-worker strategy or distribution is a collective,
+        unless its cache was filled on every worker together."""
+        if self.size > 1:
+            _keras_internals.prime_saving_caches()
 
     def prepare_optimizer(self, optimizer):
         """Returns an optimizer that can train under this engine."""

@@ -89,6 +89,7 @@ class JaxMultiProcessEngine(JaxDataParallelEngine):
         same_host = [bool(np.array_equal(h, hosts[self.rank])) for h in hosts]
         self._local_rank = sum(same_host[: self.rank])
         self._local_size = sum(same_host)
+        self.before_fit()
 
     @property
     def rank(self):

@@ -81,12 +81,6 @@ class MultiWorkerEngine(TFStrategyEngine):
         self._local_rank = hosts[: self._rank].count(hosts[self._rank])
         self._local_size = hosts.count(hosts[self._rank])
 
-    def before_fit(self):
-        """Lets one worker save alone (Horovod's rank-0 checkpoints): Keras's
-        first save creates variables, which is a collective here, so every
-        worker makes them now, together."""
-        _keras_internals.prime_saving_caches()
-
     @property
     def rank(self):
         return self._rank
