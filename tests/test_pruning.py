@@ -61,6 +61,23 @@ def test_a_pruned_model_trains_to_the_target_sparsity_with_exact_zeros(digits):
     assert model.evaluate(x_test, y_test, verbose=0)[1] > 0.9
 
 
+def test_a_sequential_without_an_input_prunes_strips_and_saves(digits, tmp_path):
+    # The model builds in its first step, as most tutorials write it.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.layers.Flatten(), keras.layers.Dense(32, "relu"), keras.layers.Dense(10, "softmax")]
+    )
+    pruned = prune_low_magnitude(model, ConstantSparsity(0.5, begin_step=0, frequency=1))
+    train(pruned, digits, epochs=1, callbacks=[UpdatePruningStep()])
+    small = strip_pruning(pruned)
+    kernel = values(small.layers[1].kernel)
+    assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.01)
+    small.save(tmp_path / "small.keras")
+    (x, _), _ = digits
+    loaded = keras.models.load_model(tmp_path / "small.keras")
+    np.testing.assert_allclose(loaded.predict(x[:8], verbose=0), small.predict(x[:8], verbose=0))
+
+
 def test_strip_pruning_gives_a_plain_model_with_the_same_predictions_that_saves(digits, tmp_path):
     _, (x_test, _) = digits
     model = train(

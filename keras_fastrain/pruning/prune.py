@@ -144,7 +144,8 @@ def strip_pruning(model):
 def _rebuild(model, replace):
     """The same graph with each layer replaced by `replace(layer)`."""
     if isinstance(model, keras.Sequential):
-        first = model.inputs[0] if model.inputs else None
+        # A Sequential without an Input has no inputs until its first call.
+        first = model.inputs[0] if model.built and model.inputs else None
         inputs = [] if first is None else [keras.Input(batch_shape=first.shape, dtype=first.dtype)]
         layers = inputs + [replace(layer) for layer in model.layers]
         return keras.Sequential(layers, name=model.name)
