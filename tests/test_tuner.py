@@ -212,6 +212,27 @@ def test_every_callback_runs_in_a_stock_search_with_fresh_state_per_trial(data, 
     assert best.evaluate(*validation, verbose=0)[1] == pytest.approx(score, abs=1e-6)
 
 
+def test_best_models_load_back_when_build_model_has_no_input(data, tmp_path):
+    x, y, validation = data
+
+    def build_without_input(hp):
+        model = keras.Sequential(digit_layers(hp.Choice("units", [16, 32]))[1:])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = keras_tuner.GridSearch(
+        FastHyperModel(build_without_input),
+        objective="val_accuracy",
+        max_trials=2,
+        directory=str(tmp_path),
+        project_name="no_input",
+    )
+    tuner.search(x, y, validation_data=validation, epochs=2, verbose=0)
+    best = tuner.get_best_models(1)[0]
+    score = tuner.oracle.get_best_trials(1)[0].score
+    assert best.evaluate(*validation, verbose=0)[1] == pytest.approx(score, abs=1e-6)
+
+
 def _has_tensorflow():
     import importlib.util
 

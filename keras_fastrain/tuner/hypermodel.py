@@ -14,6 +14,7 @@ fast that network trains, each searched only when given a tuple of values:
 
 import keras
 import keras_tuner
+import numpy as np
 
 from keras_fastrain import _keras_internals
 from keras_fastrain.augmentation import CLASSIC_RECIPE
@@ -171,6 +172,7 @@ class FastHyperModel(keras_tuner.HyperModel):
             None if max_batch_size is None else check_int("max_batch_size", max_batch_size, 1)
         )
         self.grow_every = check_int("grow_every", grow_every, minimum=1)
+        self._sample = None  # one input sample, from the first fit (see build)
 
     # --- build ---------------------------------------------------------------
 
@@ -190,6 +192,10 @@ class FastHyperModel(keras_tuner.HyperModel):
             raise TypeError(
                 f"build_model(hp) returned {type(model).__name__}. Expected a compiled keras.Model."
             )
+        if not model.built and self._sample is not None:
+            # A model without an Input builds in its first step; KerasTuner's
+            # get_best_models() loads weights into a fresh build before any.
+            model(self._sample)
         strength = (
             hp.Choice(AUGMENTATION, self.augmentation_strengths)
             if self.augmentation_strengths
@@ -243,6 +249,8 @@ class FastHyperModel(keras_tuner.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         """Trains `model` with the trial's batch size, learning-rate rule and
         batch growth; returns the `History`, as `HyperModel.fit` does."""
+        if self._sample is None:
+            self._sample = _one_sample(args[0] if args else kwargs.get("x"))
         batch_size, rule, adaptive = self._fit_knobs(hp)
         if batch_size is None:
             batch_size = kwargs.get("batch_size")
@@ -277,6 +285,34 @@ class FastHyperModel(keras_tuner.HyperModel):
             )
         kwargs["callbacks"] = callbacks
         return model.fit(*args, **kwargs)
+
+
+def _one_sample(x):
+    """A batch of one zero sample shaped like `x`'s (arrays, or a
+    `tf.data.Dataset` of batches), to build a model that has no Input; `None`
+    for other inputs."""
+
+    def zeros(spec):
+        shape, dtype = tuple(spec.shape)[1:], getattr(spec.dtype, "name", spec.dtype)
+        if None in shape:
+            raise _NoSample
+        return np.zeros((1, *shape), dtype)
+
+    element_spec = getattr(x, "element_spec", None)
+    if element_spec is not None:  # a tf.data.Dataset: (inputs, targets, ...)
+        inputs = element_spec[0] if isinstance(element_spec, tuple) else element_spec
+    elif isinstance(x, (np.ndarray, list, tuple, dict)) or keras.ops.is_tensor(x):
+        inputs = keras.tree.map_structure(np.asarray, x) if not keras.ops.is_tensor(x) else x
+    else:
+        return None
+    try:
+        return keras.tree.map_structure(zeros, inputs)
+    except (_NoSample, AttributeError, TypeError):
+        return None
+
+
+class _NoSample(Exception):
+    """An input whose sample shape is not known."""
 
 
 def _check_array_input(x, batch_size):
