@@ -17,6 +17,7 @@ import keras_fastrain
 import keras_fastrain.batching
 import keras_fastrain.callbacks
 import keras_fastrain.distribute
+import keras_fastrain.horovod
 import keras_fastrain.pruning
 import keras_fastrain.tuner
 
@@ -26,6 +27,8 @@ PUBLIC_MODULES = [
     keras_fastrain,
     keras_fastrain.callbacks,
     keras_fastrain.distribute,
+    keras_fastrain.horovod,
+    keras_fastrain.horovod.callbacks,
     keras_fastrain.pruning,
     keras_fastrain.batching,
     keras_fastrain.tuner,

@@ -6,11 +6,18 @@ import pytest
 
 import keras_fastrain
 import keras_fastrain.callbacks
+import keras_fastrain.horovod
 import keras_fastrain.pruning
 
 pytestmark = pytest.mark.smoke
 
-PUBLIC_MODULES = [keras_fastrain, keras_fastrain.callbacks, keras_fastrain.pruning]
+PUBLIC_MODULES = [
+    keras_fastrain,
+    keras_fastrain.callbacks,
+    keras_fastrain.horovod,
+    keras_fastrain.horovod.callbacks,
+    keras_fastrain.pruning,
+]
 PUBLIC_NAMES = [(module, name) for module in PUBLIC_MODULES for name in module.__all__]
 
 

@@ -68,42 +68,100 @@ _initialized = False
 
 class Compression:
     """How gradients travel: `Compression.none` or `Compression.fp16`
-    (float16 on the wire, Horovod engine only)."""
+    (float16 on the wire, Horovod engine only).
+
+    Example:
+
+    ```python
+    optimizer = hvd.DistributedOptimizer(keras.optimizers.SGD(0.01), compression=hvd.Compression.fp16)
+    ```
+    """
 
     none = "none"
     fp16 = "fp16"
 
 
 def init():
-    """Joins this process to its multi-worker job (one process without a
-    launch); Horovod's `hvd.init()`. Call it first in the script."""
+    """Joins this process to its multi-worker job; Horovod's `hvd.init()`.
+
+    Call it first in the script: it starts the engine the launcher's
+    environment names (`keras_fastrain.distribute.init()`), or leaves one
+    process, rank 0 of 1, when there is none.
+
+    Example:
+
+    ```python
+    import keras_fastrain.horovod as hvd
+
+    hvd.init()
+    print(f"worker {hvd.rank()} of {hvd.size()}")
+    ```
+    """
     global _initialized
     distribute.init()
     _initialized = True
 
 
 def is_initialized():
-    """Whether `init()` was called in this process."""
+    """Whether `init()` was called in this process.
+
+    Example:
+
+    ```python
+    if not hvd.is_initialized():
+        hvd.init()
+    ```
+    """
     return _initialized
 
 
 def size():
-    """The number of workers."""
+    """The number of workers, as an integer.
+
+    Example:
+
+    ```python
+    optimizer = keras.optimizers.Adam(0.001 * hvd.size())
+    ```
+    """
     return distribute.current().size
 
 
 def rank():
-    """This worker's index, 0 to `size() - 1`."""
+    """This worker's index, 0 to `size() - 1`.
+
+    Example:
+
+    ```python
+    if hvd.rank() == 0:
+        callbacks.append(keras.callbacks.ModelCheckpoint("checkpoint-{epoch}.keras"))
+    ```
+    """
     return distribute.current().rank
 
 
 def local_rank():
-    """This worker's index on its own host."""
+    """This worker's index among the workers on its own host.
+
+    Example:
+
+    ```python
+    gpus = tf.config.list_physical_devices("GPU")
+    tf.config.set_visible_devices(gpus[hvd.local_rank()], "GPU")
+    ```
+    """
     return distribute.current().local_rank
 
 
 def local_size():
-    """The number of workers on this worker's host."""
+    """The number of workers on this worker's host.
+
+    Example:
+
+    ```python
+    threads = os.cpu_count() // hvd.local_size()
+    ```
+    """
     return distribute.current().local_size
 
 
@@ -112,9 +170,19 @@ def allreduce(value, name=None, average=None, op=None):
 
     Args:
         value: A number, array or tensor, of one shape on every worker.
-        name: Ignored, as the name of Horovod's operation.
+        name: String or `None`. The name of Horovod's operation; unused.
         average: Bool or `None`. Horovod's older spelling: `False` sums.
         op: `Average`, `Sum` or `Max`, or `None` for `Average`.
+
+    Returns:
+        A numpy value (a Python number for a Python number).
+
+    Example:
+
+    ```python
+    mean_loss = hvd.allreduce(loss)
+    samples = hvd.allreduce(len(x), op=hvd.Sum)
+    ```
     """
     del name
     if average is not None and op is not None:
@@ -128,14 +196,37 @@ def allreduce(value, name=None, average=None, op=None):
 def allgather(value, name=None):
     """Every worker's `value` concatenated along the first axis, in rank
     order, as numpy. Unlike Horovod, the first axis must have the same
-    length on every worker."""
+    length on every worker.
+
+    Args:
+        value: An array or tensor of one shape on every worker.
+        name: String or `None`. The name of Horovod's operation; unused.
+
+    Example:
+
+    ```python
+    predictions = hvd.allgather(model.predict(x_share))  # every worker's rows
+    ```
+    """
     del name
     gathered = distribute.current().allgather(value)
     return np.concatenate(list(gathered)) if gathered.ndim > 1 else gathered
 
 
 def broadcast(value, root_rank, name=None):
-    """`root_rank`'s `value` on every worker, as numpy."""
+    """`root_rank`'s `value` on every worker, as numpy.
+
+    Args:
+        value: A number, array or tensor, of one shape on every worker.
+        root_rank: Integer. The worker whose value every worker takes.
+        name: String or `None`. The name of Horovod's operation; unused.
+
+    Example:
+
+    ```python
+    seed = int(hvd.broadcast(np.random.randint(2**31), root_rank=0))
+    ```
+    """
     del name
     return distribute.current().broadcast(value, root_rank)
 
@@ -155,11 +246,30 @@ def DistributedOptimizer(
     """Horovod's `DistributedOptimizer`, with its arguments in its order.
 
     See `keras_fastrain.DistributedOptimizer` for what it does on each
-    engine. `device_dense`, `device_sparse` and `sparse_as_dense` are
-    placement and format hints that Keras 3 makes moot (gradients are
-    exchanged dense, on the device they were computed on) and are accepted
-    as such; `gradient_predivide_factor` other than 1 and `op` other than
-    `Average` are refused.
+    engine.
+
+    Args:
+        optimizer: A `keras.optimizers.Optimizer`, not yet built.
+        name: String or `None`. A name for the returned optimizer.
+        device_dense: String. Horovod's placement hint; Keras 3 exchanges
+            gradients on the device they were computed on, so it is unused.
+        device_sparse: String. As `device_dense`.
+        compression: `Compression.none` or `Compression.fp16`.
+        sparse_as_dense: Bool. Horovod's format hint; gradients are
+            exchanged dense here, so it is unused.
+        gradient_predivide_factor: Number. Only 1.0 (Horovod's default).
+        op: Only `Average` (Horovod's default).
+        backward_passes_per_step: Integer >= 1. Batches whose gradients are
+            aggregated before one update.
+        average_aggregated_gradients: Bool. See
+            `keras_fastrain.DistributedOptimizer`.
+
+    Example:
+
+    ```python
+    optimizer = hvd.DistributedOptimizer(keras.optimizers.Adam(0.001 * hvd.size()))
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    ```
     """
     del device_dense, device_sparse, sparse_as_dense
     if gradient_predivide_factor != 1.0:
