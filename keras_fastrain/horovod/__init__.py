@@ -73,7 +73,8 @@ class Compression:
     Example:
 
     ```python
-    optimizer = hvd.DistributedOptimizer(keras.optimizers.SGD(0.01), compression=hvd.Compression.fp16)
+    sgd = keras.optimizers.SGD(0.01)
+    optimizer = hvd.DistributedOptimizer(sgd, compression=hvd.Compression.fp16)
     ```
     """
 
