@@ -170,4 +170,20 @@ def test_bad_arguments_are_named(make, error, message):
 def test_schedule_config_round_trips():
     schedule = PolynomialDecay(0.1, 0.8, 0, 100, power=2, frequency=10)
     again = PolynomialDecay.from_config(schedule.get_config()["config"])
-    assert [again(s) for s in range(0, 120, 7)] == [schedule(s) for s in range(0, 120, 7)]
+    steps = range(0, 120, 7)
+    assert [schedule_values(again, s) for s in steps] == [schedule_values(schedule, s) for s in steps]
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [ConstantSparsity(0.6, begin_step=3, end_step=50, frequency=4), PolynomialDecay(0.1, 0.9, 5, 60)],
+)
+def test_calling_a_schedule_gives_tensors_as_tfmot_also_for_a_tensor_step(schedule):
+    for step in (0, 3, 5, 7, 33, 60, 61, 200):
+        for given in (step, keras.ops.convert_to_tensor(step, "int32")):
+            should_prune, sparsity = schedule(given)
+            assert keras.ops.is_tensor(should_prune) and keras.ops.is_tensor(sparsity)
+            assert keras.backend.standardize_dtype(sparsity.dtype) == "float32"
+            assert bool(keras.ops.convert_to_numpy(should_prune)) == schedule.should_prune(step)
+            value = float(keras.ops.convert_to_numpy(sparsity))
+            assert value == pytest.approx(schedule.sparsity(step), abs=1e-6)

@@ -1,7 +1,11 @@
 """Pruning schedules with tfmot's names, arguments and arithmetic.
 
 A schedule maps a training step to `(should_prune, sparsity)`: whether the
-masks are recomputed at this step, and the fraction of weights to zero.
+masks are recomputed at this step, and the fraction of weights to zero. As
+tfmot's, calling a schedule returns a bool tensor and a float32 tensor, and
+takes a step that may be a tensor inside a compiled step (`ConstantSparsity`
+and `PolynomialDecay` compute with `keras.ops`). `should_prune(step)` and
+`sparsity(step)` give the same answers as Python values, on the host.
 Masks are recomputed every `frequency` steps from `begin_step` to `end_step`
 (`-1`: no end, for `ConstantSparsity`). The arithmetic is tfmot's
 (`tensorflow_model_optimization.sparsity.keras`), checked against it in the
@@ -12,6 +16,7 @@ for these: keras-fastrain only calls it with the step and reads the pair.
 """
 
 import numpy as np
+from keras import ops
 
 from keras_fastrain.validation import check_float, check_int
 
@@ -34,11 +39,15 @@ def _check_steps(begin_step, end_step, frequency, allow_no_end):
 
 
 class PruningSchedule:
-    """Base class: `schedule(step)` returns `(should_prune, sparsity)`.
+    """Base class: `schedule(step)` returns `(should_prune, sparsity)` tensors.
 
     Subclasses set `begin_step`, `end_step` and `frequency` and implement
-    `sparsity(step)`. `get_config()` and the `repr` read a `_config` dict of
-    the constructor's arguments, which subclasses set too.
+    `sparsity(step)` for a Python integer step; calling the schedule then
+    answers for a concrete step (a number or an eager tensor). To be called
+    with a symbolic step inside a compiled function, also implement
+    `sparsity_tensor(step)` with `keras.ops`, as `ConstantSparsity` and
+    `PolynomialDecay` do. `get_config()` and the `repr` read a `_config`
+    dict of the constructor's arguments, which subclasses set too.
 
     Example:
 
@@ -55,7 +64,8 @@ class PruningSchedule:
 
 
     schedule = StepSparsity(begin_step=0, step_at=1000)
-    schedule(1000)  # (True, 0.8)
+    schedule.sparsity(1000)  # 0.8
+    schedule(1000)  # (bool tensor True, float32 tensor 0.8)
     ```
     """
 
@@ -66,10 +76,28 @@ class PruningSchedule:
         return in_range and (step - self.begin_step) % self.frequency == 0
 
     def sparsity(self, step):
+        """The sparsity at `step` (an integer), as a Python float."""
         raise NotImplementedError
 
+    def sparsity_tensor(self, step):
+        """The sparsity at `step` (an integer tensor), as a float32 tensor.
+        Defaults to `sparsity(step)` on a concrete step."""
+        return ops.convert_to_tensor(np.float32(self.sparsity(int(step))))
+
+    def should_prune_tensor(self, step):
+        """`should_prune` with `keras.ops`, for an integer tensor step."""
+        step = ops.cast(step, "int32")
+        in_range = step >= self.begin_step
+        if self.end_step >= 0:
+            in_range = ops.logical_and(in_range, step <= self.end_step)
+        on_beat = ops.equal(ops.mod(step - self.begin_step, self.frequency), 0)
+        return ops.logical_and(in_range, on_beat)
+
     def __call__(self, step):
-        return self.should_prune(step), self.sparsity(step)
+        """tfmot's call: `(should_prune, sparsity)` as a bool tensor and a
+        float32 tensor, for an integer or an integer tensor `step`."""
+        step = ops.convert_to_tensor(step, "int32")
+        return self.should_prune_tensor(step), self.sparsity_tensor(step)
 
     def get_config(self):
         return {"class_name": type(self).__name__, "config": dict(self._config)}
@@ -97,7 +125,7 @@ class ConstantSparsity(PruningSchedule):
 
     ```python
     schedule = ConstantSparsity(0.8, begin_step=0, frequency=50)
-    schedule(100)  # (True, 0.8)
+    schedule.should_prune(100), schedule.sparsity(100)  # (True, 0.8)
     ```
     """
 
@@ -116,6 +144,10 @@ class ConstantSparsity(PruningSchedule):
     def sparsity(self, step):
         del step
         return float(np.float32(self.target_sparsity))
+
+    def sparsity_tensor(self, step):
+        del step
+        return ops.convert_to_tensor(np.float32(self.target_sparsity))
 
 
 class PolynomialDecay(PruningSchedule):
@@ -137,7 +169,7 @@ class PolynomialDecay(PruningSchedule):
 
     ```python
     schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=1000)
-    schedule(500)  # (True, 0.7)
+    schedule.should_prune(500), schedule.sparsity(500)  # (True, 0.7)
     ```
     """
 
@@ -169,8 +201,23 @@ class PolynomialDecay(PruningSchedule):
         value = final + (initial - final) * (f32(1) - progress) ** f32(self.power)
         return float(f32(value))
 
+    def sparsity_tensor(self, step):
+        span = self.end_step - self.begin_step
+        if span == 0:
+            progress = ops.convert_to_tensor(np.float32(1))
+        else:
+            elapsed = ops.cast(ops.cast(step, "int32") - self.begin_step, "float32")
+            progress = ops.clip(elapsed / np.float32(span), 0.0, 1.0)
+        initial, final = np.float32(self.initial_sparsity), np.float32(self.final_sparsity)
+        return final + (initial - final) * ops.power(1.0 - progress, np.float32(self.power))
+
 
 def schedule_values(schedule, step):
-    """Calls any schedule (ours or tfmot's) at `step`; returns `(bool, float)`."""
+    """Asks any schedule (ours or tfmot's) about `step`; returns `(bool, float)`.
+
+    Ours answer on the host with no tensor made; any other is called and its
+    answer converted."""
+    if isinstance(schedule, PruningSchedule):
+        return schedule.should_prune(step), schedule.sparsity(step)
     should_prune, sparsity = schedule(step)
-    return bool(np.asarray(should_prune)), float(np.asarray(sparsity))
+    return bool(ops.convert_to_numpy(should_prune)), float(ops.convert_to_numpy(sparsity))
