@@ -169,8 +169,58 @@ def test_pruning_summaries_report_each_weights_sparsity(digits, tmp_path):
     assert list((tmp_path / "logs").iterdir())
 
 
-def test_training_without_the_update_callback_is_a_clear_error(digits):
-    model = prune_low_magnitude(digits_mlp())
+def test_plain_fit_prunes_inside_the_step_with_no_callback(digits):
+    # The classic recipe's snippet: prune_low_magnitude(model), compile, fit.
+    model = prune_low_magnitude(digits_mlp())  # ConstantSparsity(0.5, 0, frequency=100)
+    train(model, digits, epochs=5)  # 23 steps an epoch: pruned at steps 0 and 100
+    for wrapper in pruning_wrappers(model):
+        assert int(values(wrapper.pruning_step)) == 5 * 23 - 1
+        for _, mask, threshold in wrapper.pruning_vars:
+            assert np.mean(values(mask) == 0) == pytest.approx(0.5, abs=0.01)
+            assert values(threshold) > 0  # the smallest magnitude kept at the last update
+    stripped = strip_pruning(model)
+    assert np.mean(values(stripped.layers[1].kernel) == 0) == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_custom_training_loop_prunes_with_no_callback(digits):
+    (x, y), _ = digits
+    model = prune_low_magnitude(digits_mlp(), PolynomialDecay(0.0, 0.75, 0, 20, frequency=5))
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    for start in range(0, 25 * 32, 32):  # 25 steps of train_on_batch
+        model.train_on_batch(x[start : start + 32], y[start : start + 32])
+    for wrapper in pruning_wrappers(model):
+        assert int(values(wrapper.pruning_step)) == 24
+        for mask in wrapper.masks:
+            assert np.mean(values(mask) == 0) == pytest.approx(0.75, abs=0.01)
+
+
+def test_tfmots_custom_loop_idiom_drives_the_masks_from_the_callback(digits):
+    (x, y), _ = digits
+    model = prune_low_magnitude(digits_mlp(), ConstantSparsity(0.6, begin_step=3, frequency=100))
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    step_callback = UpdatePruningStep()
+    step_callback.set_model(model)
+    step_callback.on_train_begin()
+    sparsity_after = []
+    for _ in range(2):  # epochs
+        for start in range(0, 4 * 32, 32):  # 4 steps an epoch
+            step_callback.on_train_batch_begin(batch=-1)
+            model.train_on_batch(x[start : start + 32], y[start : start + 32])
+            mask = pruning_wrappers(model)[0].masks[0]
+            sparsity_after.append(round(float(np.mean(values(mask) == 0)), 2))
+        step_callback.on_epoch_end(batch=-1)
+    step_callback.on_train_end()
+    # Pruned before step 3 (the fourth), not an epoch late.
+    assert sparsity_after == [0.0, 0.0, 0.0, 0.6, 0.6, 0.6, 0.6, 0.6]
+    kernel = values(pruning_wrappers(model)[0].layer.kernel)
+    assert np.mean(kernel == 0) == pytest.approx(0.6, abs=0.01)
+
+
+def test_a_schedule_that_cannot_run_in_the_step_needs_the_callback(digits):
+    def schedule(step):  # a plain function: Python values only
+        return int(step) % 10 == 0, 0.5
+
+    model = prune_low_magnitude(digits_mlp(), pruning_schedule=schedule)
     with pytest.raises(ValueError, match=r"add keras_fastrain.pruning.UpdatePruningStep\(\)"):
         train(model, digits, epochs=1)
 
@@ -243,9 +293,9 @@ def test_the_update_callback_leaves_asynchronous_dispatch_on():
     ("make", "error", "message"),
     [
         (
-            lambda: prune_low_magnitude(keras.layers.Flatten()),
+            lambda: prune_low_magnitude(keras.layers.Lambda(lambda t: t)),
             ValueError,
-            r"Cannot prune <Flatten.*pruning applies to .*Dense",
+            r"Cannot prune <Lambda.*pruning applies to .*Dense",
         ),
         (
             lambda: prune_low_magnitude(keras.Sequential([keras.Input((4,)), keras.layers.ReLU()])),

@@ -7,14 +7,22 @@ package gives its pruning back, written with `keras.ops`:
   called the same way, such as a tfmot schedule);
 - `masks.py`: magnitude, block and M-by-N (2:4) masks;
 - `wrapper.py`: `PruneLowMagnitude`, the layer that trains through a mask;
-- `prune.py`: `prune_low_magnitude` and `strip_pruning`;
+- `prune.py`: `prune_low_magnitude`, `strip_pruning`, `prune_scope` and
+  `collect_prunable_layers`;
+- `policy.py`: `PruningPolicy`, which layers a model may prune;
 - `callbacks.py`: `UpdatePruningStep` and `PruningSummaries`;
 - `report.py`: per-weight sparsity, gzipped size, int8 quantization.
 """
 
 from keras_fastrain.pruning.callbacks import PruningSummaries, UpdatePruningStep
 from keras_fastrain.pruning.masks import block_mask, m_by_n_mask, magnitude_mask
-from keras_fastrain.pruning.prune import prune_low_magnitude, strip_pruning
+from keras_fastrain.pruning.policy import PruningPolicy
+from keras_fastrain.pruning.prune import (
+    collect_prunable_layers,
+    prune_low_magnitude,
+    prune_scope,
+    strip_pruning,
+)
 from keras_fastrain.pruning.report import (
     CompressionReport,
     compression_report,
@@ -22,22 +30,26 @@ from keras_fastrain.pruning.report import (
     weight_sparsity,
 )
 from keras_fastrain.pruning.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
-from keras_fastrain.pruning.wrapper import PruneLowMagnitude
+from keras_fastrain.pruning.wrapper import PrunableLayer, PruneLowMagnitude
 
 __all__ = [
     "CompressionReport",
     "ConstantSparsity",
     "PolynomialDecay",
+    "PrunableLayer",
     "PruneLowMagnitude",
+    "PruningPolicy",
     "PruningSchedule",
     "PruningSummaries",
     "UpdatePruningStep",
     "block_mask",
+    "collect_prunable_layers",
     "compression_report",
     "gzipped_weights_size",
     "m_by_n_mask",
     "magnitude_mask",
     "prune_low_magnitude",
+    "prune_scope",
     "strip_pruning",
     "weight_sparsity",
 ]

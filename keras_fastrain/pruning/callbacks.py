@@ -66,6 +66,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
     1 Keras calls the hook once per compiled call, so a mask update may come
     up to that many steps late.
 
+    Without this callback the wrappers prune inside the training step by
+    themselves; with it, it drives the masks and they stand aside. tfmot's
+    custom-loop idiom works as written: `set_model`, `on_train_begin()`,
+    `on_train_batch_begin(batch=-1)` before each step (a negative batch:
+    the callback counts the steps itself) and `on_epoch_end(batch=-1)`.
+
     Raises:
         ValueError: at the start of `fit`, if the model has nothing to prune.
 
@@ -82,6 +88,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
         super().__init__()
         self._wrappers = []
         self._epoch_start_step = 0
+        self._next_step = 0
+        self._driven = set()
         self._rezero_every_step = False
 
     def on_train_begin(self, logs=None):
@@ -91,14 +99,22 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 f"UpdatePruningStep: model {self.model.name!r} has no layer to prune; "
                 "make it with keras_fastrain.pruning.prune_low_magnitude."
             )
+        self._sync()
+        self._driven = set()  # ids of the wrappers this callback drives
         for wrapper in self._wrappers:
             wrapper.update_callback_attached = True
+        self._hand_over_new_wrappers()
         self._rezero_every_step = not is_entrywise(self.model.optimizer)
+        self._epoch_start_step = self._next_step = self._iterations()
+
+    def _iterations(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        return int(host_array(optimizer.iterations)) if optimizer is not None else 0
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras's JAX fit puts the state back into the variables between
         # epochs, so this read is current there too.
-        self._epoch_start_step = int(host_array(self.model.optimizer.iterations))
+        self._epoch_start_step = self._iterations()
 
     def _sync(self):
         # JAX's fit keeps the variables' values in its own state between
@@ -108,16 +124,21 @@ class UpdatePruningStep(keras.callbacks.Callback):
         if sync is not None:
             sync()
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self._prune_due(self._epoch_start_step + batch, rezero=self._rezero_every_step)
+    def on_train_batch_begin(self, batch=-1, logs=None):
+        # fit passes the batch's index; tfmot's custom loops pass -1.
+        step = self._epoch_start_step + batch if batch >= 0 else self._next_step
+        self._next_step = step + 1
+        self._prune_due(step, rezero=self._rezero_every_step)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch=None, logs=None, batch=None):
         # Catches up a step the batch hooks could not act on: a layer that
         # TensorFlow builds inside the first compiled call is unbuilt at its
-        # batch's start.
-        self._prune_due(int(host_array(self.model.optimizer.iterations)))
+        # batch's start. (`batch`: tfmot's custom loops call on_epoch_end(batch=-1).)
+        del batch
+        self._prune_due(self._iterations())
 
     def _prune_due(self, step, rezero=False):
+        self._hand_over_new_wrappers()
         due = [(w, w.due_sparsity(step)) for w in self._wrappers]
         due = [(w, sparsity) for w, sparsity in due if sparsity is not None]
         if not due and not rezero:
@@ -136,11 +157,23 @@ class UpdatePruningStep(keras.callbacks.Callback):
             for slot in _keras_internals.optimizer_slots(optimizer, weight):
                 slot.assign(slot.value * keras.ops.cast(mask.value, slot.dtype))
 
+    def _hand_over_new_wrappers(self):
+        """A wrapper built inside the first step (TensorFlow builds a model
+        without an Input there) pruned that step itself; from now on the
+        callback drives it."""
+        for wrapper in self._wrappers:
+            if wrapper.built and id(wrapper) not in self._driven:
+                self._sync()
+                wrapper.driven_by_callback.assign(True)
+                self._driven.add(id(wrapper))
+
     def on_train_end(self, logs=None):
         self._sync()
         for wrapper in self._wrappers:
             wrapper.apply_masks()
             wrapper.update_callback_attached = False
+            if wrapper.built:
+                wrapper.driven_by_callback.assign(False)
 
 
 class PruningSummaries(keras.callbacks.Callback):
@@ -176,6 +209,11 @@ class PruningSummaries(keras.callbacks.Callback):
             raise TypeError(
                 f"Invalid value for argument `log_dir`. Received: log_dir={log_dir!r}. "
                 "Expected None or a directory path."
+            )
+        if log_dir is not None and not os.fspath(log_dir):
+            raise ValueError(
+                "Invalid value for argument `log_dir`. Received: log_dir=''. Expected None "
+                "or a directory path (an empty one would write into the working directory)."
             )
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self._writer = None

@@ -66,6 +66,27 @@ def magnitude_mask(weights, sparsity):
     return ops.cast(magnitudes >= ops.cast(threshold, magnitudes.dtype), weights.dtype)
 
 
+def magnitude_mask_tensor(weights, sparsity):
+    """`magnitude_mask` computed entirely with `keras.ops`, for use inside a
+    compiled training step: the same rule, with `sparsity` a tensor.
+
+    Args:
+        weights: Tensor of any shape.
+        sparsity: Float32 scalar tensor (or float) in [0, 1].
+
+    Returns:
+        `(mask, threshold)`: a 0/1 tensor of `weights`' shape and dtype, and
+        the smallest magnitude it keeps.
+    """
+    magnitudes = ops.abs(weights)
+    flat = ops.reshape(magnitudes, (-1,))
+    size = int(flat.shape[0])
+    kept = ops.cast(ops.round(np.float32(size) * (1.0 - ops.cast(sparsity, "float32"))), "int32")
+    kept = ops.maximum(kept, 1)
+    threshold = ops.take(ops.sort(flat), size - kept)
+    return ops.cast(magnitudes >= threshold, weights.dtype), threshold
+
+
 def _pool_axis(values, axis, block, pooling_type):
     """Pools one axis in windows of `block` (stride `block`), padded as
     TensorFlow's "SAME": the extra padding goes at the end."""
@@ -85,7 +106,7 @@ def _pool_axis(values, axis, block, pooling_type):
     return total / ops.sum(ops.reshape(counts, shape), axis=axis + 1)
 
 
-def block_mask(weights, sparsity, block_size, pooling_type="AVG"):
+def block_mask(weights, sparsity, block_size, pooling_type="AVG", in_step=False):
     """Keeps or zeroes whole `block_size` blocks of a 2-D weight.
 
     Blocks are ranked by their pooled magnitude, as `magnitude_mask` ranks
@@ -98,6 +119,8 @@ def block_mask(weights, sparsity, block_size, pooling_type="AVG"):
         block_size: Pair of integers `(height, width)`: the block's shape.
         pooling_type: `"AVG"` or `"MAX"`: how a block's magnitudes are
             pooled into one. Defaults to `"AVG"`.
+        in_step: Bool. Rank the blocks with `keras.ops` only (inside a
+            compiled step; `sparsity` may be a tensor). Defaults to `False`.
 
     Returns:
         A 0/1 backend tensor of `weights`' shape and dtype.
@@ -124,7 +147,10 @@ def block_mask(weights, sparsity, block_size, pooling_type="AVG"):
     block_height, block_width = block_size
     pooled = _pool_axis(ops.abs(weights), 0, block_height, pooling_type)
     pooled = _pool_axis(pooled, 1, block_width, pooling_type)
-    mask = magnitude_mask(pooled, sparsity)
+    if in_step:
+        mask = magnitude_mask_tensor(pooled, sparsity)[0]
+    else:
+        mask = magnitude_mask(pooled, sparsity)
     mask = ops.repeat(ops.repeat(mask, block_height, axis=0), block_width, axis=1)
     return ops.cast(mask[:height, :width], weights.dtype)
 

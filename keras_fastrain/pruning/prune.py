@@ -1,9 +1,15 @@
-"""`prune_low_magnitude` and `strip_pruning`: tfmot's two entry points."""
+"""`prune_low_magnitude` and `strip_pruning`: tfmot's two entry points, and
+its helpers `prune_scope` and `collect_prunable_layers`."""
+
+import warnings
 
 import keras
 
 from keras_fastrain import _keras_internals
-from keras_fastrain.pruning.wrapper import PruneLowMagnitude, is_prunable
+from keras_fastrain.pruning.callbacks import pruning_wrappers
+from keras_fastrain.pruning.policy import PruningPolicy
+from keras_fastrain.pruning.schedules import ConstantSparsity, PolynomialDecay, as_schedule
+from keras_fastrain.pruning.wrapper import NOT_PRUNED, PruneLowMagnitude, is_prunable
 
 
 def _selector(layers):
@@ -26,20 +32,31 @@ def prune_low_magnitude(
     block_size=(1, 1),
     block_pooling_type="AVG",
     sparsity_m_by_n=None,
+    pruning_policy=None,
     layers=None,
 ):
     """Prunes a layer, or a model's layers, by weight magnitude during training.
 
     tfmot's `prune_low_magnitude`, for Keras 3 on every backend. Train the
-    result with `UpdatePruningStep()` among `fit`'s callbacks (or use
-    `FastModel(pruning=...)`, which adds it), then `strip_pruning`.
+    result with `fit` (or any training loop): the wrappers prune inside the
+    training step; `UpdatePruningStep()` among `fit`'s callbacks (which
+    `FastModel(pruning=...)` adds) drives them from the host instead and
+    keeps masked weights exactly zero. Then `strip_pruning`.
+
+    In a model, every prunable layer is wrapped, also inside nested
+    functional or Sequential models (as tfmot recurses); layers without
+    weights to prune (Dropout, pooling, ...) stay as they are; any other
+    layer (one Keras or this package does not know how to prune) stays too,
+    and a warning names it.
 
     Args:
         to_prune: A prunable layer (Dense, Conv, DepthwiseConv2D,
-            SeparableConv, EinsumDense, Embedding, or one with
-            `get_prunable_weights()`), or a functional or Sequential model.
-            A subclassed model cannot be rebuilt from its graph: wrap its
-            layers where it creates them instead.
+            SeparableConv, EinsumDense, Embedding, SimpleRNN, GRU, LSTM, or
+            one with `get_prunable_weights()`), a list of such layers, or a
+            functional or Sequential model, built or not (a model without
+            an `Input` builds in its first step). A subclassed model cannot
+            be rebuilt from its graph: wrap its layers where it creates
+            them instead.
         pruning_schedule: A schedule: `ConstantSparsity`, `PolynomialDecay`,
             or any object called the same way (a tfmot schedule works).
             Defaults to `ConstantSparsity(0.5, begin_step=0, frequency=100)`.
@@ -50,13 +67,18 @@ def prune_low_magnitude(
         sparsity_m_by_n: `None` or a pair `(m, n)`: `m` zeros in every `n`
             consecutive input-channel weights (e.g. `(2, 4)`), instead of
             the schedule's sparsity. Defaults to `None`.
+        pruning_policy: `None` or a `PruningPolicy`: it checks the model
+            first (`ensure_model_supports_pruning`) and says which layers
+            may be pruned (`allow_pruning`). Defaults to `None`.
         layers: For a model, which layers to prune: `None` (every prunable
             one), a list of layer names, or a function `layer -> bool`.
+            Not a tfmot argument.
 
     Returns:
-        A `PruneLowMagnitude` layer, or a new model of the same kind whose
-        chosen layers are wrapped. The new model shares the given model's
-        layers and weights (it is not a copy).
+        A `PruneLowMagnitude` layer (a list of them for a list), or a new
+        model of the same kind whose chosen layers are wrapped. The new
+        model shares the given model's layers and weights (it is not a
+        copy).
 
     Raises:
         ValueError: for a layer that cannot be pruned, a model with nothing
@@ -74,24 +96,41 @@ def prune_low_magnitude(
     ```
     """
     options = {
-        "pruning_schedule": pruning_schedule,
+        "pruning_schedule": as_schedule(pruning_schedule),
         "block_size": block_size,
         "block_pooling_type": block_pooling_type,
         "sparsity_m_by_n": sparsity_m_by_n,
     }
+    if pruning_policy is not None and not isinstance(pruning_policy, PruningPolicy):
+        raise TypeError(
+            "Invalid value for argument `pruning_policy`. Received: "
+            f"pruning_policy={pruning_policy!r}. Expected None or a PruningPolicy."
+        )
+    if isinstance(to_prune, (list, tuple)):
+        return [prune_low_magnitude(layer, **options) for layer in to_prune]
     if not isinstance(to_prune, keras.Model):
+        if not isinstance(to_prune, keras.layers.Layer):
+            raise TypeError(
+                f"Invalid value for argument `to_prune`. Received: to_prune={to_prune!r}. "
+                "Expected a Keras layer, a list of layers, or a functional or Sequential model."
+            )
         if layers is not None:
             raise ValueError("`layers` chooses among a model's layers; a layer was given.")
         return PruneLowMagnitude(to_prune, **options)
+    if pruning_policy is not None:
+        pruning_policy.ensure_model_supports_pruning(to_prune)
     chosen = _selector(layers)
-    wrapped = []
+    allowed = pruning_policy.allow_pruning if pruning_policy is not None else lambda layer: True
+    wrapped, unknown = [], []
 
     def wrap(layer):
-        if isinstance(layer, keras.Model):
-            raise ValueError(
-                f"Nested model {layer.name!r}: prune it on its own first, or flatten it."
-            )
-        if isinstance(layer, PruneLowMagnitude) or not (is_prunable(layer) and chosen(layer)):
+        if isinstance(layer, (keras.Sequential, _keras_internals.Functional)):
+            return _rebuild(layer, wrap)  # a nested model: its layers too, as tfmot
+        if isinstance(layer, PruneLowMagnitude) or not (chosen(layer) and allowed(layer)):
+            return layer
+        if not is_prunable(layer):
+            if not isinstance(layer, NOT_PRUNED) and layer.weights:
+                unknown.append(f"{layer.name} ({type(layer).__name__})")
             return layer
         wrapped.append(layer.name)
         return PruneLowMagnitude(layer, **options)
@@ -102,7 +141,65 @@ def prune_low_magnitude(
             f"Nothing to prune in {to_prune.name!r}: no layer is both prunable "
             "(Dense, Conv, Embedding, ...) and chosen by `layers`."
         )
+    if unknown:
+        warnings.warn(
+            f"prune_low_magnitude left {len(unknown)} layer(s) with weights unpruned, as it "
+            f"does not know which of their weights to prune: {', '.join(unknown)}. Give "
+            "such a layer a get_prunable_weights() method to prune it.",
+            stacklevel=2,
+        )
     return pruned
+
+
+def prune_scope():
+    """tfmot's scope for loading a pruned model saved elsewhere.
+
+    A `.keras` file saved by keras-fastrain loads without it (the wrapper is
+    registered); this scope names `PruneLowMagnitude` and the schedules for
+    code written for tfmot, and for files that refer to them by bare name.
+
+    Returns:
+        A `keras.saving.custom_object_scope`.
+
+    Example:
+
+    ```python
+    with keras_fastrain.pruning.prune_scope():
+        model = keras.models.load_model("pruned.keras")
+    ```
+    """
+    return keras.saving.custom_object_scope(
+        {
+            "PruneLowMagnitude": PruneLowMagnitude,
+            "ConstantSparsity": ConstantSparsity,
+            "PolynomialDecay": PolynomialDecay,
+        }
+    )
+
+
+def collect_prunable_layers(model):
+    """tfmot's helper: every `PruneLowMagnitude` layer in `model`, nested
+    models included.
+
+    Args:
+        model: A Keras model.
+
+    Returns:
+        A list of `PruneLowMagnitude` layers.
+
+    Example:
+
+    ```python
+    for layer in keras_fastrain.pruning.collect_prunable_layers(model):
+        print(layer.name, layer.sparsity())
+    ```
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Invalid value for argument `model`. Received: model={model!r}. "
+            "Expected a keras.Model."
+        )
+    return pruning_wrappers(model)
 
 
 def strip_pruning(model):
@@ -131,11 +228,18 @@ def strip_pruning(model):
     if isinstance(model, PruneLowMagnitude):
         model.apply_masks()
         return model.layer
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Invalid value for argument `model`. Received: model={model!r}. "
+            "Expected a model from prune_low_magnitude, or a PruneLowMagnitude layer."
+        )
 
     def unwrap(layer):
         if isinstance(layer, PruneLowMagnitude):
             layer.apply_masks()
             return layer.layer
+        if isinstance(layer, (keras.Sequential, _keras_internals.Functional)):
+            return _rebuild(layer, unwrap)
         return layer
 
     return _rebuild(model, unwrap)

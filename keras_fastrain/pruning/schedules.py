@@ -221,3 +221,25 @@ def schedule_values(schedule, step):
         return schedule.should_prune(step), schedule.sparsity(step)
     should_prune, sparsity = schedule(step)
     return bool(ops.convert_to_numpy(should_prune)), float(ops.convert_to_numpy(sparsity))
+
+
+def as_schedule(schedule):
+    """`schedule` itself, or ours from its `get_config()` dict; anything else
+    that cannot be called is a clear error."""
+    if isinstance(schedule, dict):
+        classes = {"ConstantSparsity": ConstantSparsity, "PolynomialDecay": PolynomialDecay}
+        config = schedule.get("config")
+        if schedule.get("class_name") not in classes or not isinstance(config, dict):
+            raise ValueError(
+                "Invalid value for argument `pruning_schedule`. Received: "
+                f"pruning_schedule={schedule!r}. Expected a schedule, or the get_config() "
+                "dict of ConstantSparsity or PolynomialDecay."
+            )
+        return classes[schedule["class_name"]].from_config(config)
+    if schedule is not None and not callable(schedule):
+        raise TypeError(
+            "Invalid value for argument `pruning_schedule`. Received: "
+            f"pruning_schedule={schedule!r}. Expected a schedule: step -> (should_prune, "
+            "sparsity)."
+        )
+    return schedule

@@ -3,16 +3,31 @@
 The wrapped layer runs with its prunable weights replaced by `weight * mask`
 (through `keras.StatelessScope`, so it works inside every backend's compiled
 step, JAX's stateless one included). The masked entries therefore add
-nothing to the outputs and get a zero gradient. The masks themselves change
-only at the schedule's steps, from `UpdatePruningStep`, which also zeroes the
-stored weights they mask.
+nothing to the outputs and get a zero gradient. The masks change only at the
+schedule's steps, in one of two ways:
+
+- inside the training step (no callback needed): each training call counts
+  `pruning_step` up by one and, when the schedule prunes at that step,
+  recomputes the masks with `keras.ops` under a `cond`, so plain `fit`,
+  custom training loops and any backend's loop prune;
+- from `UpdatePruningStep`, when it is among `fit`'s callbacks: it
+  recomputes the masks on the host before the step (a linear-time partition,
+  cheaper than the in-step sort on a CPU) and zeroes the stored weights and
+  their optimizer slots, so masked weights are exactly zero at every step.
+  While it drives, the in-step update stands aside.
 """
 
 import keras
+from keras import ops
 
 from keras_fastrain.devices import host_array
 from keras_fastrain.pruning import masks
-from keras_fastrain.pruning.schedules import ConstantSparsity, schedule_values
+from keras_fastrain.pruning.schedules import (
+    ConstantSparsity,
+    PruningSchedule,
+    as_schedule,
+    schedule_values,
+)
 from keras_fastrain.validation import check_choice, check_int
 
 # The Keras layers with weights worth pruning, and which weights those are.
@@ -29,7 +44,99 @@ PRUNABLE = (
     (keras.layers.Conv3DTranspose, ("kernel",)),
     (keras.layers.DepthwiseConv2D, ("kernel",)),
     (keras.layers.Embedding, ("embeddings",)),
+    # A recurrent layer's cell holds its kernels (tfmot prunes both).
+    (keras.layers.SimpleRNN, ("cell.kernel", "cell.recurrent_kernel")),
+    (keras.layers.GRU, ("cell.kernel", "cell.recurrent_kernel")),
+    (keras.layers.LSTM, ("cell.kernel", "cell.recurrent_kernel")),
 )
+
+# Keras layers with no weights worth pruning, which tfmot still lets one wrap
+# (they run unchanged inside the wrapper).
+NOT_PRUNED = tuple(
+    getattr(keras.layers, name)
+    for name in (
+        "Activation",
+        "ActivityRegularization",
+        "Add",
+        "AlphaDropout",
+        "Average",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "AveragePooling3D",
+        "BatchNormalization",
+        "Concatenate",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+        "Dot",
+        "Dropout",
+        "ELU",
+        "Flatten",
+        "GaussianDropout",
+        "GaussianNoise",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D",
+        "GroupNormalization",
+        "Identity",
+        "InputLayer",
+        "LayerNormalization",
+        "LeakyReLU",
+        "Masking",
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "MaxPooling3D",
+        "Maximum",
+        "Minimum",
+        "Multiply",
+        "Permute",
+        "PReLU",
+        "ReLU",
+        "RepeatVector",
+        "Rescaling",
+        "Reshape",
+        "Softmax",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "Subtract",
+        "UnitNormalization",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+    )
+    if hasattr(keras.layers, name)
+)
+
+
+class PrunableLayer:
+    """tfmot's interface for a custom layer that says which weights to prune.
+
+    Subclass it (with `keras.layers.Layer`) and implement
+    `get_prunable_weights()`; `PruneLowMagnitude` then prunes those weights.
+    Any layer with that method is taken the same way.
+
+    Example:
+
+    ```python
+    class MyDense(keras.layers.Dense, keras_fastrain.pruning.PrunableLayer):
+        def get_prunable_weights(self):
+            return [self.kernel]
+
+
+    layer = keras_fastrain.pruning.prune_low_magnitude(MyDense(10))
+    ```
+    """
+
+    def get_prunable_weights(self):
+        """The layer's weights to prune (a list of variables)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement get_prunable_weights().")
 
 
 def is_prunable(layer):
@@ -41,14 +148,26 @@ def is_prunable(layer):
     )
 
 
+def is_wrappable(layer):
+    """Whether `PruneLowMagnitude` takes `layer`: a prunable layer, or one of
+    the `NOT_PRUNED` layers, which it runs unchanged."""
+    return is_prunable(layer) or isinstance(layer, NOT_PRUNED)
+
+
 def prunable_weights(layer):
     """The weights of a built `layer` that pruning masks."""
     if hasattr(layer, "get_prunable_weights"):
         return list(layer.get_prunable_weights())
     for cls, names in PRUNABLE:
         if isinstance(layer, cls):
-            return [getattr(layer, name) for name in names]
+            return [_attribute(layer, name) for name in names]
     return []
+
+
+def _attribute(layer, path):
+    for name in path.split("."):
+        layer = getattr(layer, name)
+    return layer
 
 
 def _check_pair(name, value):
@@ -66,14 +185,26 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     """Prunes a layer's weights by magnitude (tfmot's wrapper of that name).
 
     Usually made by `prune_low_magnitude`; in a subclassed model, wrap the
-    layers where the model creates them. Train with `UpdatePruningStep()`
-    among `fit`'s callbacks (a `FastModel` adds it); `strip_pruning` then
-    gives back the layer, its masked weights zeroed.
+    layers where the model creates them. It prunes during training by
+    itself, also in custom training loops and on every backend (each
+    training call is one step of `pruning_step`); `UpdatePruningStep()`
+    among `fit`'s callbacks (a `FastModel` adds it) drives the masks from
+    the host instead and keeps masked weights exactly zero. A schedule that
+    is not a `PruningSchedule` (a tfmot schedule, a function) needs that
+    callback. `strip_pruning` then gives back the layer, its masked weights
+    zeroed.
+
+    As tfmot's wrapper, it has `pruning_step` (a variable: the last step
+    seen, -1 before training) and `pruning_vars` (`(weight, mask,
+    threshold)` for each pruned weight). A layer without weights to prune
+    (Dropout, pooling, Flatten, BatchNormalization, ...) can be wrapped too,
+    as with tfmot, and runs unchanged.
 
     Args:
         layer: The Keras layer to prune: Dense, Conv (1-3D, transposed,
-            depthwise, separable), EinsumDense, Embedding, or one with a
-            `get_prunable_weights()` method.
+            depthwise, separable), EinsumDense, Embedding, SimpleRNN, GRU,
+            LSTM, one with a `get_prunable_weights()` method, or a layer
+            without prunable weights (`NOT_PRUNED`), which stays as it is.
         pruning_schedule: A schedule, called as `step -> (should_prune,
             sparsity)`: `ConstantSparsity`, `PolynomialDecay`, a tfmot
             schedule, or the `get_config()` dict of `ConstantSparsity` or
@@ -107,7 +238,7 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     model = Net()
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=5, callbacks=[keras_fastrain.pruning.UpdatePruningStep()])
+    model.fit(x, y, epochs=5)  # or with callbacks=[keras_fastrain.pruning.UpdatePruningStep()]
     ```
     """
 
@@ -120,28 +251,19 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         sparsity_m_by_n=None,
         **kwargs,
     ):
-        if not isinstance(layer, keras.layers.Layer) or not is_prunable(layer):
+        if not isinstance(layer, keras.layers.Layer) or not is_wrappable(layer):
             names = ", ".join(cls.__name__ for cls, _ in PRUNABLE)
             raise ValueError(
-                f"Cannot prune {layer!r}: pruning applies to {names}, and to layers "
-                "with a get_prunable_weights() method."
+                f"Cannot prune {layer!r}: pruning applies to {names}, to layers with a "
+                "get_prunable_weights() method (keras_fastrain.pruning.PrunableLayer), "
+                "and wraps layers without weights to prune (Dropout, pooling, Flatten, "
+                "BatchNormalization, ...) unchanged."
             )
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
         super().__init__(layer, **kwargs)
+        pruning_schedule = as_schedule(pruning_schedule)
         if pruning_schedule is None:
             pruning_schedule = ConstantSparsity(0.5, begin_step=0, frequency=100)
-        if isinstance(pruning_schedule, dict):
-            from keras_fastrain.pruning import schedules
-
-            pruning_schedule = getattr(schedules, pruning_schedule["class_name"]).from_config(
-                pruning_schedule["config"]
-            )
-        if not callable(pruning_schedule):
-            raise TypeError(
-                "Invalid value for argument `pruning_schedule`. Received: "
-                f"pruning_schedule={pruning_schedule!r}. Expected a schedule: "
-                "step -> (should_prune, sparsity)."
-            )
         self.pruning_schedule = pruning_schedule
         self.block_size = _check_pair("block_size", block_size)
         self.block_pooling_type = check_choice(
@@ -150,7 +272,9 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         self.sparsity_m_by_n = (
             None if sparsity_m_by_n is None else _check_pair("sparsity_m_by_n", sparsity_m_by_n)
         )
+        self.pruned_weights = []
         self.masks = []
+        self.thresholds = []
         self._last_update_step = -1
         self.update_callback_attached = False
 
@@ -169,6 +293,36 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
             for weight in self.pruned_weights
         ]
+        self.thresholds = [
+            self.add_weight(
+                name=f"{weight.name}_threshold",
+                shape=(),
+                initializer="zeros",
+                dtype=weight.dtype,
+                trainable=False,
+            )
+            for weight in self.pruned_weights
+        ]
+        self.pruning_step = self.add_weight(
+            name="pruning_step",
+            shape=(),
+            initializer=keras.initializers.Constant(-1),
+            dtype="int32",
+            trainable=False,
+        )
+        # Whether UpdatePruningStep drives the masks (then the step stands aside).
+        self.driven_by_callback = self.add_weight(
+            name="driven_by_callback",
+            shape=(),
+            initializer="zeros",
+            dtype="bool",
+            trainable=False,
+        )
+
+    @property
+    def pruning_vars(self):
+        """tfmot's `(weight, mask, threshold)` for each pruned weight."""
+        return list(zip(self.pruned_weights, self.masks, self.thresholds, strict=True))
 
     def weights_and_masks(self):
         """(pruned weight, its mask) pairs."""
@@ -184,17 +338,63 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
 
     def call(self, inputs, training=None):
-        if training and not self.update_callback_attached:
-            raise ValueError(
-                f"{self.name} trains without its masks being updated: add "
-                "keras_fastrain.pruning.UpdatePruningStep() to fit's callbacks "
-                "(FastModel(pruning=...) adds it itself)."
-            )
-        pruned = {id(weight) for weight in self.pruned_weights}
-        mapping = [(v, v.value) for v in self.layer.variables if id(v) not in pruned]
-        mapping += [(w, w.value * m.value) for w, m in self.weights_and_masks()]
-        with keras.StatelessScope(state_mapping=mapping):
+        if training and self.pruned_weights:
+            if isinstance(self.pruning_schedule, PruningSchedule):
+                self._prune_in_step()
+            elif not self.update_callback_attached:
+                raise ValueError(
+                    f"{self.name} trains with the schedule {self.pruning_schedule!r}, which "
+                    "is not a keras_fastrain PruningSchedule and cannot run inside the "
+                    "training step: add keras_fastrain.pruning.UpdatePruningStep() to "
+                    "fit's callbacks (FastModel(pruning=...) adds it itself)."
+                )
+        if not self.pruned_weights:  # a layer without weights to prune runs as it is
             return self.layer(inputs)
+        pruned = {id(weight) for weight in self.pruned_weights}
+        others = [(v, v.value) for v in self.layer.variables if id(v) not in pruned]
+        mapping = others + [(w, w.value * m.value) for w, m in self.weights_and_masks()]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.layer(inputs)
+        # What the layer updated itself (a seed generator's state, a stateful
+        # RNN's states) goes back to its variables.
+        for variable, before in others:
+            after = scope.get_current_value(variable)
+            if after is not None and after is not before:
+                variable.assign(after)
+        return outputs
+
+    def _prune_in_step(self):
+        """One training step: counts `pruning_step` up and, if the schedule
+        prunes now and no callback drives, recomputes the masks from the
+        masked weights (what is pruned stays pruned)."""
+        step = self.pruning_step.value + 1
+        self.pruning_step.assign(step)
+        should_prune, sparsity = self.pruning_schedule(step)
+        due = ops.logical_and(should_prune, ops.logical_not(self.driven_by_callback.value))
+        for weight, mask, threshold in self.pruning_vars:
+            masked = weight.value * mask.value
+
+            def recompute(masked=masked):
+                return self._mask_and_threshold(masked, sparsity)
+
+            def keep(mask=mask, threshold=threshold):
+                return mask.value, threshold.value
+
+            new_mask, new_threshold = ops.cond(due, recompute, keep)
+            mask.assign(new_mask)
+            threshold.assign(new_threshold)
+
+    def _mask_and_threshold(self, weight, sparsity):
+        """The in-step mask (with `keras.ops` only) and its threshold."""
+        if self.sparsity_m_by_n is not None:
+            return masks.m_by_n_mask(weight, self.sparsity_m_by_n), ops.zeros((), weight.dtype)
+        if self.block_size != (1, 1):
+            mask = masks.block_mask(
+                weight, sparsity, self.block_size, self.block_pooling_type, in_step=True
+            )
+            return mask, ops.zeros((), weight.dtype)
+        mask, threshold = masks.magnitude_mask_tensor(weight, sparsity)
+        return mask, ops.cast(threshold, weight.dtype)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -229,8 +429,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def prune_to(self, sparsity):
         """Sets the masks to `sparsity` from the current weights and zeroes
         the weights they remove."""
-        for weight, mask in self.weights_and_masks():
-            mask.assign(self.mask_for(weight.value, sparsity))
+        for weight, mask, threshold in self.pruning_vars:
+            new_mask = self.mask_for(weight.value, sparsity)
+            mask.assign(new_mask)
+            kept = ops.where(new_mask > 0, ops.abs(weight.value), ops.abs(weight.value) + 1e30)
+            threshold.assign(ops.cast(ops.min(kept), threshold.dtype))
         self.apply_masks()
 
     def update_masks(self, step):
