@@ -5,8 +5,14 @@ Fashion-MNIST, trained dense and pruned (PolynomialDecay from 0 to 80%
 sparsity over the first 60% of the steps, then fine-tuned at 80%), in the
 same run, alternating dense and pruned for `--rounds` rounds:
 
-- keras-fastrain: `FastSequential` dense, and `FastSequential(pruning=...)`,
-  on the Keras 3 backend in use;
+- keras-fastrain: `FastSequential` dense, and `FastSequential(pruning=...)`
+  (masks driven from the host by `UpdatePruningStep`, which FastModel adds),
+  on the Keras 3 backend in use; and the classic recipe's snippet on a plain
+  `keras.Sequential` (Keras's own compile settings), `prune_low_magnitude`
+  then `fit`, once with no callback, where the wrappers update their masks
+  inside the training step (`in_step`), and once with `UpdatePruningStep`
+  driving them from the host (`host_callback`): the in-step update's cost
+  against the callback's, with everything else equal;
 - tfmot: the same model in tf_keras with tensorflow-model-optimization (the
   legacy stack, the only one tfmot accepts), run in a process of its own by
   `pruning_tfmot.py`.
@@ -31,7 +37,12 @@ from common import RESULTS_DIR, save_result, scaled_fashion_mnist
 
 from keras_fastrain import FastSequential
 from keras_fastrain.demo import baseline_layers
-from keras_fastrain.pruning import PolynomialDecay, compression_report
+from keras_fastrain.pruning import (
+    PolynomialDecay,
+    UpdatePruningStep,
+    compression_report,
+    prune_low_magnitude,
+)
 
 
 def settings(args, steps_per_epoch):
@@ -52,18 +63,31 @@ def settings(args, steps_per_epoch):
     }
 
 
-def train(config, data, pruned):
+def train(config, data, pruned, plain=None):
+    """Trains one model; `plain` is None (FastSequential), "in_step" or
+    "host_callback" (a plain Sequential through prune_low_magnitude)."""
     (x, y), _ = data
     keras.utils.set_random_seed(config["seed"])
     schedule = PolynomialDecay(**config["schedule"]) if pruned else None
-    model = FastSequential(baseline_layers(), pruning=schedule)
+    callbacks = [UpdatePruningStep()] if plain == "host_callback" else []
+    if plain is not None:
+        model = prune_low_magnitude(keras.Sequential(baseline_layers()), schedule)
+    else:
+        model = FastSequential(baseline_layers(), pruning=schedule)
     model.compile(
         keras.optimizers.Adam(config["learning_rate"]),
         "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     start = time.perf_counter()
-    model.fit(x, y, batch_size=config["batch_size"], epochs=config["epochs"], verbose=0)
+    model.fit(
+        x,
+        y,
+        batch_size=config["batch_size"],
+        epochs=config["epochs"],
+        verbose=0,
+        callbacks=callbacks,
+    )
     return model, time.perf_counter() - start
 
 
@@ -99,6 +123,21 @@ def summarize(rounds):
     }
 
 
+def summarize_in_step(rounds):
+    """The in-step update against the host callback, on the same plain model."""
+    in_step = statistics.median(r["in_step"]["seconds"] for r in rounds)
+    callback = statistics.median(r["host_callback"]["seconds"] for r in rounds)
+    return {
+        "in_step_seconds": in_step,
+        "host_callback_seconds": callback,
+        "in_step_accuracy": rounds[-1]["in_step"]["accuracy"],
+        "host_callback_accuracy": rounds[-1]["host_callback"]["accuracy"],
+        "in_step_sparsity": rounds[-1]["in_step"]["sparsity"],
+        "host_callback_sparsity": rounds[-1]["host_callback"]["sparsity"],
+        "in_step_over_callback": in_step / callback,
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
@@ -121,6 +160,15 @@ def main():
     for index in range(args.rounds):
         dense, dense_seconds = train(config, data, pruned=False)
         pruned, pruned_seconds = train(config, data, pruned=True)
+        plain = {}
+        for mode in ("in_step", "host_callback"):
+            model, seconds = train(config, data, pruned=True, plain=mode)
+            measured = compression_report(model, quantize=False, evaluate=accuracy)
+            plain[mode] = {
+                "seconds": seconds,
+                "accuracy": measured.metrics["pruned accuracy"],
+                "sparsity": list(measured.sparsity.values()),
+            }
         report = compression_report(pruned, dense=dense, evaluate=accuracy)
         rounds.append(
             {
@@ -139,12 +187,14 @@ def main():
                     "accuracy": report.metrics["pruned + int8 accuracy"],
                     "bytes": report.int8_bytes,
                 },
+                **plain,
             }
         )
         print(f"keras-fastrain round {index + 1}/{args.rounds} done", flush=True)
     ours = summarize(rounds)
     ours["int8_accuracy"] = rounds[-1]["int8"]["accuracy"]
     ours["int8_size_ratio"] = rounds[-1]["int8"]["bytes"] / rounds[-1]["dense"]["bytes"]
+    ours["in_step"] = summarize_in_step(rounds)
     result = {"settings": config, "keras_fastrain": {**ours, "rounds": rounds}}
     if not args.skip_tfmot:
         theirs = tfmot_side(config)
@@ -158,6 +208,14 @@ def main():
                 f"{name:16s} {row['dense_accuracy']:9.4f} {row['pruned_accuracy']:10.4f} "
                 f"{row['size_ratio']:5.2f}x {row['time_overhead']:+7.1%}"
             )
+    in_step = ours["in_step"]
+    print(
+        f"\nplain Sequential, pruned in the step (no callback): "
+        f"{in_step['in_step_seconds']:.1f} s, accuracy {in_step['in_step_accuracy']:.4f}; "
+        f"with UpdatePruningStep: {in_step['host_callback_seconds']:.1f} s, accuracy "
+        f"{in_step['host_callback_accuracy']:.4f}; in-step/callback time "
+        f"{in_step['in_step_over_callback']:.2f}x"
+    )
     print(
         f"keras-fastrain pruned + int8: accuracy {ours['int8_accuracy']:.4f}, "
         f"size {ours['int8_size_ratio']:.2f}x dense"
