@@ -16,8 +16,10 @@ alternately for `--rounds` rounds:
 Reported: samples per second and seconds per epoch (epochs after the first,
 which compiles), scaling efficiency (2-worker throughput over twice the
 1-process throughput) and the share of a worker's epoch spent communicating
-and waiting (1 - control epoch / worker epoch). Two cores bound what two
-workers can gain here; see the README for what it implies for a cluster.
+and waiting (1 - control epoch / worker epoch), and the cost of the check
+that the workers' weights agree (one per epoch) as a share of an epoch. Two
+cores bound what two workers can gain here; see the README for what it
+implies for a cluster.
 """
 
 import argparse
@@ -90,6 +92,7 @@ def run_round(engine, args):
         "control_epoch": max(steady_epoch(r) for r in control),
         "workers_epoch": max(steady_epoch(r) for r in workers),
         "workers_final_loss": [r["loss"][-1] for r in workers],
+        "agreement_check_seconds": max(r["agreement_check_seconds"] for r in workers),
         "one_process_final_loss": one["loss"][-1],
     }
 
@@ -98,6 +101,7 @@ def summarize(rounds):
     one = statistics.median(r["one_process_epoch"] for r in rounds)
     control = statistics.median(r["control_epoch"] for r in rounds)
     workers = statistics.median(r["workers_epoch"] for r in rounds)
+    check = statistics.median(r["agreement_check_seconds"] for r in rounds)
     return {
         "one_process": {"epoch_seconds": one, "samples_per_second": ROWS / one},
         "two_workers": {"epoch_seconds": workers, "samples_per_second": ROWS / workers},
@@ -105,6 +109,7 @@ def summarize(rounds):
         "speedup": one / workers,
         "scaling_efficiency": one / workers / 2,
         "communication_share": max(0.0, 1 - control / workers),
+        "agreement_check": {"seconds": check, "share_of_epoch": check / workers},
         "rounds": rounds,
     }
 
@@ -127,7 +132,7 @@ def main():
         figures[engine] = summarize(rounds)
     print(
         f"\n{'engine':<20}{'1 proc s/ep':>12}{'2 workers s/ep':>16}{'samples/s 1->2':>20}"
-        f"{'efficiency':>12}{'comm share':>12}"
+        f"{'efficiency':>12}{'comm share':>12}{'check/epoch':>13}"
     )
     for engine, f in figures.items():
         one, two = f["one_process"], f["two_workers"]
@@ -136,6 +141,7 @@ def main():
             f"{engine:<20}{f['one_process']['epoch_seconds']:>12.2f}"
             f"{f['two_workers']['epoch_seconds']:>16.2f}{rate:>20}"
             f"{f['scaling_efficiency']:>12.0%}{f['communication_share']:>12.0%}"
+            f"{f['agreement_check']['share_of_epoch']:>13.2%}"
         )
     settings = {"batch": args.batch, "epochs": args.epochs, "rounds": args.rounds, "rows": ROWS}
     save_result("scaling", {"settings": settings, "engines": figures}, args.out_dir)

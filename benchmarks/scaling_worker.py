@@ -3,7 +3,9 @@
 Usage: scaling_worker.py BATCH EPOCHS [ROWS]. Joins whatever job the
 environment launches (none: one process), trains a `FastSequential` with
 `batch_size=BATCH` (the global batch) on the first ROWS training images,
-and prints one `RESULT {...}` line with the time of every epoch.
+and prints one `RESULT {...}` line with the time of every epoch, and the
+time one check that the workers' weights agree takes (FastModel runs it at
+every epoch's end on engines whose workers hold their own weights).
 """
 
 import json
@@ -17,6 +19,7 @@ engine = distribute.init()  # before TensorFlow or JAX run anything else
 import keras  # noqa: E402
 
 from keras_fastrain import FastSequential, load_fashion_mnist  # noqa: E402
+from keras_fastrain.callbacks.agreement import check_agreement  # noqa: E402
 from keras_fastrain.demo import baseline_layers  # noqa: E402
 
 
@@ -42,6 +45,11 @@ def main():
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     timer = EpochTimes()
     history = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[timer])
+    checks = []
+    for _ in range(5):
+        start = time.perf_counter()
+        check_agreement(model, "after training")
+        checks.append(time.perf_counter() - start)
     result = {
         "rank": engine.rank,
         "workers": engine.size,
@@ -50,6 +58,7 @@ def main():
         "batch": batch,
         "epoch_seconds": timer.times,
         "loss": history.history["loss"],
+        "agreement_check_seconds": sorted(checks)[len(checks) // 2],
     }
     print("RESULT " + json.dumps(result), flush=True)
 

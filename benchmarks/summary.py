@@ -135,13 +135,26 @@ def pruning(result):
     )
     if "tfmot" in result:
         text += f" (tfmot on tf_keras {result['tfmot']['time_overhead']:+.0%})"
+    if "in_step" in ours:
+        text += (
+            f"; pruned in the step with no callback: "
+            f"{ours['in_step']['in_step_over_callback']:.2f}x the callback's time"
+        )
     return text
 
 
 def scaling(result):
-    return "2 workers against 1 process on this host: " + ", ".join(
+    text = "2 workers against 1 process on this host: " + ", ".join(
         f"{engine} {_ratio(figures['speedup'])}" for engine, figures in result["engines"].items()
     )
+    checks = [
+        f"{engine} {figures['agreement_check']['share_of_epoch']:.2%}"
+        for engine, figures in result["engines"].items()
+        if "agreement_check" in figures
+    ]
+    if checks:
+        text += "; weight-agreement check per epoch: " + ", ".join(checks)
+    return text
 
 
 def load_results(results_dir=RESULTS_DIR):

@@ -764,7 +764,8 @@ class FastSequential(FastModel, keras.Sequential):
             graph = keras.Sequential(layers)
             if not pruning_wrappers(graph):
                 graph = prune_low_magnitude(graph, **_pruning_arguments(pruning))
-            layers = [*graph.inputs[:1], *graph.layers] if graph.inputs else graph.layers
+            built = graph.built and graph.inputs  # a Sequential without an Input has none
+            layers = [*graph.inputs[:1], *graph.layers] if built else graph.layers
         super().__init__(layers, *args, **kwargs)
 
 

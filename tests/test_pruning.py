@@ -342,7 +342,7 @@ def test_the_update_callback_refuses_a_model_with_nothing_to_prune(digits):
         train(digits_mlp(), digits, epochs=1, callbacks=[UpdatePruningStep()])
 
 
-@pytest.mark.parametrize("style", ["functional", "sequential", "wrapped"])
+@pytest.mark.parametrize("style", ["functional", "sequential", "no_input", "wrapped"])
 def test_fast_model_prunes_during_fit_with_no_callback_and_strips(style, digits):
     from keras_fastrain import FastModel, FastSequential
 
@@ -354,6 +354,8 @@ def test_fast_model_prunes_during_fit_with_no_callback_and_strips(style, digits)
         model = FastModel(inputs, outputs, pruning=schedule)
     elif style == "sequential":
         model = FastSequential([keras.Input((8, 8)), *layers], pruning=schedule)
+    elif style == "no_input":  # builds in its first step
+        model = FastSequential(layers, pruning=schedule)
     else:
         model = FastModel(digits_mlp(), pruning={"pruning_schedule": schedule})
     train(model, digits)
