@@ -26,6 +26,7 @@ __all__ = [
     "optimizer_slots",
     "fix_multi_worker_fit",
     "prime_saving_caches",
+    "sync_jax_state",
     "set_running_fit_steps",
     "compile_arguments",
 ]
@@ -201,6 +202,20 @@ def fix_multi_worker_fit():
     trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     trainer.reduce_per_replica = reduce_per_replica
     _multi_worker_fit_fixed = True
+
+
+def sync_jax_state(model):
+    """Puts the variables' values back into the variables during a JAX `fit`.
+
+    Keras's JAX trainer holds the state in its own arrays between steps
+    (keras/src/backend/jax/trainer.py); `jax_state_sync`, an undocumented
+    method of the model (checked on Keras 3.15.1), writes it back, and the
+    next step then reads the variables again. A callback that reads or
+    assigns variables calls this first. Elsewhere it does nothing.
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
 
 
 def prime_saving_caches():

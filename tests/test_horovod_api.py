@@ -62,3 +62,43 @@ def test_callbacks_are_the_packages_own_plus_one_that_does_both(digits):
     assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     with pytest.raises(ValueError, match=r"`root_rank`.*Received: root_rank=-1"):
         hvd.callbacks.HorovodCallback(-1)
+
+
+class RateAtBatchStart(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        rate = self.model.optimizer.learning_rate
+        self.rates.append(round(float(keras.ops.convert_to_numpy(rate)), 6))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        # A number: multiplier ** epoch, once an epoch, from start_epoch.
+        ({"multiplier": 0.5, "start_epoch": 1}, [0.1] * 4 + [0.05] * 4 + [0.025] * 4),
+        # A function of the fractional epoch, every batch, until end_epoch.
+        (
+            {"multiplier": lambda epoch: 1 + epoch, "staircase": False, "end_epoch": 2},
+            [0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.275] + [0.275] * 4,
+        ),
+    ],
+)
+def test_the_learning_rate_schedule_follows_horovods_rule(kwargs, expected, digits):
+    (x, y), _ = digits
+    model = digits_model()
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy")
+    schedule = hvd.callbacks.LearningRateScheduleCallback(0.1, **kwargs)
+    seen = RateAtBatchStart()
+    history = model.fit(
+        x[:128], y[:128], batch_size=32, epochs=3, verbose=0, callbacks=[schedule, seen]
+    )
+    assert seen.rates == pytest.approx(expected)
+    # Logged as `lr` at each epoch's end, as Horovod logs it: its last rate.
+    assert history.history["lr"] == pytest.approx([expected[3], expected[7], expected[11]])
+    with pytest.raises(TypeError, match=r"`multiplier`.*Received: multiplier='x'"):
+        hvd.callbacks.LearningRateScheduleCallback(0.1, "x")
+    with pytest.raises(ValueError, match=r"`end_epoch`.*Received: end_epoch=1"):
+        hvd.callbacks.LearningRateScheduleCallback(0.1, 0.5, start_epoch=2, end_epoch=1)

@@ -9,6 +9,7 @@ from keras_fastrain.callbacks.distributed import (
     MetricAverageCallback,
 )
 from keras_fastrain.callbacks.early_stopping import EarlyStopping, StopReason
+from keras_fastrain.callbacks.learning_rate import LearningRateScheduleCallback
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "BroadcastGlobalVariablesCallback",
     "EarlyStopping",
     "HorovodCallback",
+    "LearningRateScheduleCallback",
     "LearningRateWarmupCallback",
     "MetricAverageCallback",
     "StopReason",

@@ -27,7 +27,6 @@ import numpy as np
 from keras_fastrain import _keras_internals, distribute
 from keras_fastrain.batching.noise_scale import NoiseScaleEstimate, split_gradient_sq_norms
 from keras_fastrain.batching.resizable import ResizableBatches
-from keras_fastrain.callbacks.distributed import _sync_jax_state
 from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule
 from keras_fastrain.validation import check_bool, check_choice, check_int
@@ -213,7 +212,7 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     def _measure_noise_scale(self):
         """`B_noise` from `probes` random batches of this worker's data,
         the norms averaged over all workers (so all decide alike)."""
-        _sync_jax_state(self.model)
+        _keras_internals.sync_jax_state(self.model)
         parts = 4
         # Probes at least PROBE_BATCH_SIZE samples: a batch far below the
         # noise scale measures mostly noise.
@@ -238,6 +237,6 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         if self.learning_rate_rule is None:
             return rate
         rate *= ratio if self.learning_rate_rule == "linear" else math.sqrt(ratio)
-        _sync_jax_state(self.model)
+        _keras_internals.sync_jax_state(self.model)
         optimizer.learning_rate = rate
         return rate

@@ -13,18 +13,8 @@ import keras
 
 from keras_fastrain import _keras_internals, distribute
 from keras_fastrain.callbacks.agreement import check_agreement
-from keras_fastrain.devices import host_array
-from keras_fastrain.scaling import rate_comes_from_schedule
+from keras_fastrain.callbacks.learning_rate import change_rate, current_rate
 from keras_fastrain.validation import check_float, check_int
-
-
-def _sync_jax_state(model):
-    """Keras's JAX `fit` holds the variables' values in its own state between
-    steps; this public method puts them back before a callback touches them
-    (the next step then takes them from the variables)."""
-    sync = getattr(model, "jax_state_sync", None)
-    if sync is not None:
-        sync()
 
 
 class BroadcastGlobalVariablesCallback(keras.callbacks.Callback):
@@ -83,11 +73,11 @@ class BroadcastGlobalVariablesCallback(keras.callbacks.Callback):
             self._stage = "check"
         elif self._stage == "check":
             self._stage = None
-            _sync_jax_state(self.model)
+            _keras_internals.sync_jax_state(self.model)
             check_agreement(self.model, "after the first step that followed the broadcast")
 
     def _broadcast(self):
-        _sync_jax_state(self.model)
+        _keras_internals.sync_jax_state(self.model)
         optimizer = getattr(self.model, "optimizer", None)
         variables = list(self.model.variables)
         if optimizer is not None:
@@ -261,13 +251,7 @@ class LearningRateWarmupCallback(keras.callbacks.Callback):
                 "LearningRateWarmupCallback needs the number of steps per epoch: fit "
                 "does not know it for this data, so pass steps_per_epoch."
             )
-        optimizer = self.model.optimizer
-        if rate_comes_from_schedule(optimizer):
-            raise ValueError(
-                "LearningRateWarmupCallback sets the learning rate, and this optimizer "
-                "takes it from a LearningRateSchedule: give the optimizer a fixed rate."
-            )
-        self._rate = float(host_array(optimizer.learning_rate))
+        self._rate = current_rate(self.model, "LearningRateWarmupCallback")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -280,13 +264,7 @@ class LearningRateWarmupCallback(keras.callbacks.Callback):
         rate = self.learning_rate_at(self._epoch + fraction)
         if rate == self._rate:
             return
-        _sync_jax_state(self.model)
-        optimizer = self.model.optimizer
-        optimizer.learning_rate = rate
-        if self.momentum_correction and getattr(optimizer, "momentum", 0) and self._rate > 0:
-            for variable in self.model.trainable_variables:
-                for slot in _keras_internals.optimizer_slots(optimizer, variable):
-                    slot.assign(slot.value * (rate / self._rate))
+        change_rate(self.model, self._rate, rate, self.momentum_correction)
         self._rate = rate
 
     def on_epoch_end(self, epoch, logs=None):

@@ -6,10 +6,12 @@ from keras_fastrain.callbacks.distributed import (
     LearningRateWarmupCallback,
     MetricAverageCallback,
 )
+from keras_fastrain.callbacks.learning_rate import LearningRateScheduleCallback
 
 __all__ = [
     "BroadcastGlobalVariablesCallback",
     "HorovodCallback",
+    "LearningRateScheduleCallback",
     "LearningRateWarmupCallback",
     "MetricAverageCallback",
 ]

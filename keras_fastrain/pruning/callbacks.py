@@ -117,12 +117,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._epoch_start_step = self._iterations()
 
     def _sync(self):
-        # JAX's fit keeps the variables' values in its own state between
-        # steps; this public method puts them back, and the next step then
-        # takes them from the variables.
-        sync = getattr(self.model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
+        _keras_internals.sync_jax_state(self.model)
 
     def on_train_batch_begin(self, batch=-1, logs=None):
         # fit passes the batch's index; tfmot's custom loops pass -1.
