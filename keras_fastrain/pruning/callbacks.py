@@ -89,7 +89,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._wrappers = []
         self._epoch_start_step = 0
         self._next_step = 0
-        self._driven = set()
         self._rezero_every_step = False
 
     def on_train_begin(self, logs=None):
@@ -99,13 +98,20 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 f"UpdatePruningStep: model {self.model.name!r} has no layer to prune; "
                 "make it with keras_fastrain.pruning.prune_low_magnitude."
             )
-        self._sync()
-        self._driven = set()  # ids of the wrappers this callback drives
-        for wrapper in self._wrappers:
-            wrapper.update_callback_attached = True
-        self._hand_over_new_wrappers()
+        self._hand_over(attached=True)
         self._rezero_every_step = not is_entrywise(self.model.optimizer)
         self._epoch_start_step = self._next_step = self._iterations()
+
+    def _hand_over(self, attached):
+        """Tells the wrappers whether this callback drives their masks; the
+        training step, which leaves out the in-step update while it does,
+        is traced anew when that changes."""
+        changed = False
+        for wrapper in self._wrappers:
+            changed |= wrapper.update_callback_attached != attached
+            wrapper.update_callback_attached = attached
+        if changed and getattr(self.model, "train_function", None) is not None:
+            self.model.make_train_function(force=True)
 
     def _iterations(self):
         optimizer = getattr(self.model, "optimizer", None)
@@ -133,7 +139,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._prune_due(self._iterations())
 
     def _prune_due(self, step, rezero=False):
-        self._hand_over_new_wrappers()
         due = [(w, w.due_sparsity(step)) for w in self._wrappers]
         due = [(w, sparsity) for w, sparsity in due if sparsity is not None]
         if not due and not rezero:
@@ -152,23 +157,14 @@ class UpdatePruningStep(keras.callbacks.Callback):
             for slot in _keras_internals.optimizer_slots(optimizer, weight):
                 slot.assign(slot.value * keras.ops.cast(mask.value, slot.dtype))
 
-    def _hand_over_new_wrappers(self):
-        """A wrapper built inside the first step (TensorFlow builds a model
-        without an Input there) pruned that step itself; from now on the
-        callback drives it."""
-        for wrapper in self._wrappers:
-            if wrapper.built and id(wrapper) not in self._driven:
-                self._sync()
-                wrapper.driven_by_callback.assign(True)
-                self._driven.add(id(wrapper))
-
     def on_train_end(self, logs=None):
         self._sync()
+        last_step = self._iterations() - 1
         for wrapper in self._wrappers:
             wrapper.apply_masks()
-            wrapper.update_callback_attached = False
-            if wrapper.built:
-                wrapper.driven_by_callback.assign(False)
+            if wrapper.built:  # tfmot's count: the last step the callback saw
+                wrapper.pruning_step.assign(last_step)
+        self._hand_over(attached=False)
 
 
 class PruningSummaries(keras.callbacks.Callback):

@@ -310,14 +310,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             dtype="int32",
             trainable=False,
         )
-        # Whether UpdatePruningStep drives the masks (then the step stands aside).
-        self.driven_by_callback = self.add_weight(
-            name="driven_by_callback",
-            shape=(),
-            initializer="zeros",
-            dtype="bool",
-            trainable=False,
-        )
 
     @property
     def pruning_vars(self):
@@ -338,10 +330,12 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             )
 
     def call(self, inputs, training=None):
-        if training and self.pruned_weights:
+        # Decided when the step is traced: UpdatePruningStep retraces it when
+        # it starts and ends driving the masks.
+        if training and self.pruned_weights and not self.update_callback_attached:
             if isinstance(self.pruning_schedule, PruningSchedule):
                 self._prune_in_step()
-            elif not self.update_callback_attached:
+            else:
                 raise ValueError(
                     f"{self.name} trains with the schedule {self.pruning_schedule!r}, which "
                     "is not a keras_fastrain PruningSchedule and cannot run inside the "
@@ -365,12 +359,11 @@ class PruneLowMagnitude(keras.layers.Wrapper):
 
     def _prune_in_step(self):
         """One training step: counts `pruning_step` up and, if the schedule
-        prunes now and no callback drives, recomputes the masks from the
-        masked weights (what is pruned stays pruned)."""
+        prunes now, recomputes the masks from the masked weights (what is
+        pruned stays pruned)."""
         step = self.pruning_step.value + 1
         self.pruning_step.assign(step)
-        should_prune, sparsity = self.pruning_schedule(step)
-        due = ops.logical_and(should_prune, ops.logical_not(self.driven_by_callback.value))
+        due, sparsity = self.pruning_schedule(step)
         for weight, mask, threshold in self.pruning_vars:
             masked = weight.value * mask.value
 
