@@ -65,7 +65,6 @@ class MultiWorkerEngine(TFStrategyEngine):
         # them at the top level, not in a scope) are mirrored and averaged.
         tf.distribute.experimental_set_strategy(strategy)
         _keras_internals.fix_multi_worker_fit()
-        self.before_fit()
         resolver = strategy.cluster_resolver
         tasks = resolver.cluster_spec().as_dict()
         # The chief, if TF_CONFIG names one, trains too and comes first.
@@ -80,6 +79,7 @@ class MultiWorkerEngine(TFStrategyEngine):
         hosts = [address.rsplit(":", 1)[0] for address in addresses]
         self._local_rank = hosts[: self._rank].count(hosts[self._rank])
         self._local_size = hosts.count(hosts[self._rank])
+        self.before_fit()
 
     @property
     def rank(self):

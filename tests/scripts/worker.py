@@ -28,6 +28,7 @@ from keras_fastrain.callbacks import (  # noqa: E402
     MetricAverageCallback,
     consensus,
 )
+from keras_fastrain.devices import host_array  # noqa: E402
 from keras_fastrain.pruning import ConstantSparsity  # noqa: E402
 
 SCENARIO = sys.argv[1]
@@ -55,13 +56,9 @@ def checksum(model):
 
 def weights(model):
     getattr(model, "jax_state_sync", lambda: None)()
-    out = []
-    for variable in model.weights:
-        value = variable.value
-        if hasattr(value, "addressable_data") and not value.is_fully_addressable:
-            value = value.addressable_data(0)
-        out.append(np.asarray(keras.ops.convert_to_numpy(value)))
-    return out
+    # host_array reads a JAX array spread over processes, and a scalar
+    # MirroredVariable under MultiWorkerMirroredStrategy, which numpy cannot.
+    return [host_array(variable) for variable in model.weights]
 
 
 def collectives():
