@@ -200,16 +200,24 @@ def test_tfmots_custom_loop_idiom_drives_the_masks_from_the_callback(digits):
     model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
     step_callback = UpdatePruningStep()
     step_callback.set_model(model)
+    log_callback = PruningSummaries()
+    log_callback.set_model(model)
     step_callback.on_train_begin()
-    sparsity_after = []
+    sparsity_after, logged = [], []
     for _ in range(2):  # epochs
+        log_callback.on_epoch_begin(epoch=-1)
         for start in range(0, 4 * 32, 32):  # 4 steps an epoch
             step_callback.on_train_batch_begin(batch=-1)
             model.train_on_batch(x[start : start + 32], y[start : start + 32])
             mask = pruning_wrappers(model)[0].masks[0]
             sparsity_after.append(round(float(np.mean(values(mask) == 0)), 2))
         step_callback.on_epoch_end(batch=-1)
+        logs = {}
+        log_callback.on_epoch_end(batch=-1, logs=logs)
+        logged.append(logs)
     step_callback.on_train_end()
+    assert all(len(logs) == 2 for logs in logged)  # each pruned kernel's sparsity
+    assert all(round(value, 2) == 0.6 for logs in logged for value in logs.values())
     # Pruned before step 3 (the fourth), not an epoch late.
     assert sparsity_after == [0.0, 0.0, 0.0, 0.6, 0.6, 0.6, 0.6, 0.6]
     kernel = values(pruning_wrappers(model)[0].layer.kernel)

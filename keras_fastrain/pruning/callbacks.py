@@ -208,8 +208,15 @@ class PruningSummaries(keras.callbacks.Callback):
             )
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self._writer = None
+        self._epochs_seen = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch=None, logs=None, batch=None):
+        # tfmot's custom loops call on_epoch_end(batch=-1): the epoch is then
+        # counted here.
+        del batch
+        if epoch is None or epoch < 0:
+            epoch = self._epochs_seen
+        self._epochs_seen = epoch + 1
         figures = {}
         for wrapper in pruning_wrappers(self.model):
             for path, sparsity in wrapper.sparsity().items():
