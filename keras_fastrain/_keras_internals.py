@@ -26,6 +26,7 @@ __all__ = [
     "optimizer_slots",
     "fix_multi_worker_fit",
     "prime_saving_caches",
+    "saving_cache_missing",
     "sync_jax_state",
     "set_running_fit_steps",
     "compile_arguments",
@@ -230,18 +231,35 @@ def prime_saving_caches():
     creating that optimizer's variables is a collective (the chief
     broadcasts their initial values), so a save on rank 0 only, Horovod's
     checkpoint idiom, leaves the other workers out and the next collective
-    fails ("Collective instance ... expected type 0 ... got type 1"). This
-    computes each answer once, on every worker together, and stores it
-    under the key Keras reads. Keras's global state is per thread and
-    `keras.backend.clear_session()` empties it: call again after either.
+    fails ("Collective instance ... expected type 0 ... got type 1"); the
+    same holds under JAX multi-process. This computes every answer anew
+    (so every worker creates the same variables, whatever its cache held)
+    and stores it under the key Keras reads; call it on every worker
+    together. Keras's global state is per thread and
+    `keras.backend.clear_session()` empties it: `saving_cache_missing()`
+    tells when to call it again.
     """
     from keras.src.backend.common import global_state
     from keras.src.saving import saving_lib
 
-    for obj_type in ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer"):
+    for obj_type in _SAVING_TYPES:
         key = f"saving_attr_skiplist_{obj_type}"
-        if global_state.get_global_attribute(key) is None:
-            global_state.set_global_attribute(key, saving_lib.get_attr_skipset(obj_type))
+        global_state.set_global_attribute(key, None)  # recomputed on every worker alike
+        global_state.set_global_attribute(key, saving_lib.get_attr_skipset(obj_type))
+
+
+def saving_cache_missing():
+    """Whether Keras's saving would create variables here now (see
+    `prime_saving_caches`): some answer is not cached under the key it reads."""
+    from keras.src.backend.common import global_state
+
+    return any(
+        global_state.get_global_attribute(f"saving_attr_skiplist_{obj_type}") is None
+        for obj_type in _SAVING_TYPES
+    )
+
+
+_SAVING_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer")
 
 
 def set_running_fit_steps(steps):

@@ -165,3 +165,12 @@ def test_a_warmup_of_zero_epochs_needs_no_step_count(digits):
 
     model.fit(batches(), verbose=0, callbacks=[LearningRateWarmupCallback(0.05, warmup_epochs=0)])
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.05)
+
+
+def test_the_agreement_fingerprints_compare_both_sums():
+    from keras_fastrain.callbacks.agreement import disagreement
+
+    assert disagreement([[1.0, 2.0], [1.0, 2.0]]) is None
+    assert disagreement([[1e6, 2e6], [1e6 + 1e-3, 2e6]]) is None  # reduction-order noise
+    found = disagreement([[1.0, 2.0], [1.0, 3.0]])  # equal sums, different absolute sums
+    assert found == "worker 0: sum 1, absolute sum 2, worker 1: sum 1, absolute sum 3"

@@ -27,8 +27,6 @@ def test_collectives_take_horovods_arguments_and_return_numpy():
     assert hvd.allreduce(np.array([1.0, 2.0]), op=hvd.Sum).tolist() == [1.0, 2.0]
     assert hvd.allreduce(2.0, average=False) == 2.0
     assert hvd.allreduce(4, op=hvd.Max) == 4
-    with pytest.raises(ValueError, match="`op` or `average`"):
-        hvd.allreduce(1.0, average=True, op=hvd.Sum)
     with pytest.raises(ValueError, match=r"`op`.*Received: op='min'"):
         hvd.allreduce(1.0, op="min")
     # Horovod concatenates along the first axis.
@@ -102,3 +100,36 @@ def test_the_learning_rate_schedule_follows_horovods_rule(kwargs, expected, digi
         hvd.callbacks.LearningRateScheduleCallback(0.1, "x")
     with pytest.raises(ValueError, match=r"`end_epoch`.*Received: end_epoch=1"):
         hvd.callbacks.LearningRateScheduleCallback(0.1, 0.5, start_epoch=2, end_epoch=1)
+
+
+def test_average_false_or_zero_sums_and_names_both_when_both_are_given():
+    # One process: the sum and the mean of one value agree, so check the op chosen.
+    assert hvd.allreduce(np.array([2.0]), average=0).tolist() == [2.0]
+    with pytest.raises(ValueError, match=r"average=True and op='sum'"):
+        hvd.allreduce(1.0, average=True, op=hvd.Sum)
+
+
+def test_ranks_before_init_in_a_launched_job_are_an_error_as_in_horovod(monkeypatch):
+    monkeypatch.setattr(hvd, "_initialized", False)
+    monkeypatch.setenv("HOROVOD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"use hvd\.init\(\)"):
+        hvd.size()
+    monkeypatch.delenv("HOROVOD_SIZE")
+    assert hvd.size() == 1  # no launch: one process, as before
+
+
+def test_the_rate_change_rescales_sgd_momentum_only():
+    from keras_fastrain.callbacks.learning_rate import change_rate
+
+    for optimizer, rescaled in (
+        (keras.optimizers.SGD(0.1, momentum=0.9), True),
+        (keras.optimizers.Adam(0.1, use_ema=True), False),
+    ):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(optimizer, "mse")
+        model.train_on_batch(np.ones((4, 3)), np.ones((4, 2)))
+        state = [keras.ops.convert_to_numpy(v.value) for v in optimizer.variables[2:]]
+        assert change_rate(model, 0.05, momentum_correction=True) == pytest.approx(0.1)
+        after = [keras.ops.convert_to_numpy(v.value) for v in optimizer.variables[2:]]
+        for before, now in zip(state, after, strict=True):
+            np.testing.assert_allclose(now, before * (0.5 if rescaled else 1.0), rtol=1e-6)

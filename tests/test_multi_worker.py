@@ -145,7 +145,9 @@ def test_workers_whose_weights_differ_are_stopped_with_a_clear_error(engine):
     # goes first in the list).
     for code, results, output in outcomes[: 1 if engine == "horovod" else 2]:
         assert code != 0 and results is None
-        assert re.search(r"WorkersDisagreeError: .* at the end of epoch [23] \(weight sums", output)
+        assert re.search(
+            r"WorkersDisagreeError: .* at the end of epoch [23] \(worker 0: sum", output
+        )
 
 
 def test_every_worker_searches_and_grows_to_the_same_batch(engine):

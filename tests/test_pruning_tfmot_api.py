@@ -17,6 +17,7 @@ from keras_fastrain.pruning import (
     PrunableLayer,
     PruneLowMagnitude,
     PruningPolicy,
+    PruningSchedule,
     PruningSummaries,
     UpdatePruningStep,
     collect_prunable_layers,
@@ -204,11 +205,57 @@ def test_prune_scope_loads_a_pruned_model(digits, tmp_path):
         (lambda: strip_pruning("abc"), TypeError, r"`model`.*Received: model='abc'"),
         (lambda: collect_prunable_layers(None), TypeError, r"`model`.*Received: model=None"),
         (lambda: prune_low_magnitude("abc"), TypeError, r"`to_prune`.*Received: to_prune='abc'"),
+        (
+            lambda: prune_low_magnitude([keras.layers.Dense(2)], layers=["dense"]),
+            ValueError,
+            r"Received layers=\['dense'\].*list of layers",
+        ),
     ],
 )
 def test_bad_arguments_are_named(make, error, message):
     with pytest.raises(error, match=message):
         make()
+
+
+def test_a_schedule_without_a_tensor_rule_asks_for_the_callback(digits):
+    class Halfway(PruningSchedule):  # the documented way: a host rule only
+        def __init__(self):
+            self.begin_step, self.end_step, self.frequency = 0, -1, 5
+            self._config = {}
+
+        def sparsity(self, step):
+            return 0.5
+
+    def model():
+        return keras.Sequential(
+            [keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
+        )
+
+    with pytest.raises(ValueError, match=r"cannot run inside the training step.*UpdatePruningStep"):
+        fit(prune_low_magnitude(model(), Halfway()), digits, epochs=1)
+    pruned = fit(prune_low_magnitude(model(), Halfway()), digits, callbacks=[UpdatePruningStep()])
+    assert mask_sparsity(collect_prunable_layers(pruned)[0]) == pytest.approx([0.5], abs=0.01)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="a GradientTape loop")
+def test_a_gradient_tape_loop_prunes_with_no_callback(digits):
+    import tensorflow as tf
+
+    (x, y), _ = digits
+    model = prune_low_magnitude(
+        keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)]),
+        ConstantSparsity(0.7, begin_step=2, frequency=100),
+    )
+    optimizer = keras.optimizers.SGD(0.1)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for start in range(0, 4 * 32, 32):
+        with tf.GradientTape() as tape:
+            value = loss(y[start : start + 32], model(x[start : start + 32], training=True))
+        grads = tape.gradient(value, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+    (wrapper,) = collect_prunable_layers(model)
+    assert int(values(wrapper.pruning_step)) == 3
+    assert mask_sparsity(wrapper) == pytest.approx([0.7], abs=0.01)
 
 
 def test_the_update_callback_and_the_step_agree_on_the_sparsity(digits):

@@ -1,6 +1,7 @@
 """Drop-in callbacks for `model.fit`."""
 
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
+from keras_fastrain.callbacks.agreement import WorkersDisagreeError
 from keras_fastrain.callbacks.backup_and_restore import BackupAndRestore
 from keras_fastrain.callbacks.distributed import (
     BroadcastGlobalVariablesCallback,
@@ -23,4 +24,5 @@ __all__ = [
     "MetricAverageCallback",
     "StopReason",
     "TimingProfiler",
+    "WorkersDisagreeError",
 ]

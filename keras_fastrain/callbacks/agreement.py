@@ -28,7 +28,20 @@ RELATIVE_TOLERANCE = 1e-5
 
 
 class WorkersDisagreeError(RuntimeError):
-    """The workers of one run hold different weights."""
+    """The workers of one run hold different weights.
+
+    Raised on every worker by the agreement check (see this module), with
+    the weight sums of each worker and the likely causes.
+
+    Example:
+
+    ```python
+    try:
+        model.fit(x, y, epochs=5, callbacks=[keras_fastrain.callbacks.MetricAverageCallback()])
+    except keras_fastrain.callbacks.WorkersDisagreeError as error:
+        print(error)  # names the likely causes
+    ```
+    """
 
 
 def fingerprint(variables):
@@ -47,7 +60,10 @@ def disagreement(fingerprints):
     scale = np.maximum(np.abs(fingerprints[0]), 1.0)
     if np.all(np.abs(fingerprints - fingerprints[0]) <= RELATIVE_TOLERANCE * scale):
         return None
-    return ", ".join(f"worker {rank}: {row[0]:.6g}" for rank, row in enumerate(fingerprints))
+    return ", ".join(
+        f"worker {rank}: sum {row[0]:.6g}, absolute sum {row[1]:.6g}"
+        for rank, row in enumerate(fingerprints)
+    )
 
 
 def check_agreement(model, when, engine=None):
@@ -67,7 +83,7 @@ def check_agreement(model, when, engine=None):
     if found is None:
         return
     raise WorkersDisagreeError(
-        f"The workers hold different weights {when} (weight sums: {found}): each would "
+        f"The workers hold different weights {when} ({found}): each would "
         "go on training a different model. Likely causes: the model was built before "
         "keras_fastrain.distribute.init() or outside engine.scope(), so its gradients "
         "are not averaged; on Horovod, an optimizer not wrapped in DistributedOptimizer "

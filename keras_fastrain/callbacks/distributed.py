@@ -264,7 +264,7 @@ class LearningRateWarmupCallback(keras.callbacks.Callback):
         rate = self.learning_rate_at(self._epoch + fraction)
         if rate == self._rate:
             return
-        change_rate(self.model, self._rate, rate, self.momentum_correction)
+        change_rate(self.model, rate, self.momentum_correction)
         self._rate = rate
 
     def on_epoch_end(self, epoch, logs=None):

@@ -18,6 +18,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_fastrain import distribute
 from keras_fastrain.callbacks.consensus import any_worker
 from keras_fastrain.validation import check_bool, check_choice, check_float, check_int
 
@@ -205,9 +206,14 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     """
 
     SUPPORTED_MODES = ("auto", "min", "max")
-    # The batch hook only reads a clock; it never reads `logs`, so Keras may
-    # keep dispatching steps asynchronously.
-    async_safe = True
+
+    @property
+    def async_safe(self):
+        """Whether Keras may dispatch steps asynchronously: the batch hook
+        only reads a clock and never `logs`, but with a time budget on
+        several workers it runs a collective, which must not run on Keras's
+        callback thread out of step with the training."""
+        return self.max_duration is None or distribute.current().size == 1
 
     def __init__(
         self,

@@ -23,18 +23,23 @@ def current_rate(model, owner):
     return float(host_array(optimizer.learning_rate))
 
 
-def change_rate(model, old_rate, new_rate, momentum_correction):
+def change_rate(model, new_rate, momentum_correction):
     """Sets the optimizer's rate to `new_rate`; with `momentum_correction`,
-    rescales an SGD momentum buffer by `new_rate / old_rate` (Goyal et al.'s
-    correction: Keras 3 compiles the momentum coefficient in as a constant,
-    so Horovod's one-step change of the coefficient cannot be made)."""
+    rescales SGD's momentum buffers by the new rate over the rate the
+    optimizer had (Goyal et al.'s correction: Keras 3 compiles the momentum
+    coefficient in as a constant, so Horovod's one-step change of the
+    coefficient cannot be made). Other optimizers' state (Adam's moments,
+    EMA copies, gradient accumulators) is not momentum and is left alone.
+    Returns the rate the optimizer had."""
     _keras_internals.sync_jax_state(model)
     optimizer = model.optimizer
+    old_rate = float(host_array(optimizer.learning_rate))
     optimizer.learning_rate = new_rate
-    if momentum_correction and getattr(optimizer, "momentum", 0) and old_rate > 0:
-        for variable in model.trainable_variables:
-            for slot in _keras_internals.optimizer_slots(optimizer, variable):
-                slot.assign(slot.value * (new_rate / old_rate))
+    sgd = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if momentum_correction and old_rate > 0 and isinstance(sgd, keras.optimizers.SGD):
+        for buffer in sgd.momentums if sgd.built else []:
+            buffer.assign(buffer.value * (new_rate / old_rate))
+    return old_rate
 
 
 class LearningRateScheduleCallback(keras.callbacks.Callback):
@@ -64,13 +69,13 @@ class LearningRateScheduleCallback(keras.callbacks.Callback):
     Example:
 
     ```python
-    # Divide the rate by 10 at epochs 30, 60 and 80, as Horovod's ImageNet example.
-    callbacks = [
-        LearningRateScheduleCallback(0.1, multiplier=1.0, start_epoch=0, end_epoch=30),
-        LearningRateScheduleCallback(0.1, multiplier=1e-1, start_epoch=30, end_epoch=60),
-        LearningRateScheduleCallback(0.1, multiplier=1e-2, start_epoch=60, end_epoch=80),
-        LearningRateScheduleCallback(0.1, multiplier=1e-3, start_epoch=80),
-    ]
+    # Divide the rate by 10 at epochs 30, 60 and 80, as Horovod's ImageNet
+    # example (a function: a number would be raised to the epoch's power).
+    def step(factor, start, end=None):
+        return LearningRateScheduleCallback(0.1, lambda epoch: factor, start, end)
+
+
+    callbacks = [step(1e-1, 30, 60), step(1e-2, 60, 80), step(1e-3, 80)]
     ```
     """
 
@@ -107,9 +112,15 @@ class LearningRateScheduleCallback(keras.callbacks.Callback):
 
     def learning_rate_at(self, epoch):
         """The rate at a (fractional) `epoch`."""
-        if callable(self.multiplier):
-            return self.initial_lr * float(self.multiplier(epoch))
-        return self.initial_lr * float(self.multiplier) ** epoch
+        if not callable(self.multiplier):
+            return self.initial_lr * float(self.multiplier) ** epoch
+        value = self.multiplier(epoch)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"LearningRateScheduleCallback's `multiplier` returned {value!r} for epoch "
+                f"{epoch}. Expected a number."
+            )
+        return self.initial_lr * float(value)
 
     def on_train_begin(self, logs=None):
         self._steps = self.steps_per_epoch or (self.params or {}).get("steps")
@@ -118,7 +129,7 @@ class LearningRateScheduleCallback(keras.callbacks.Callback):
                 "LearningRateScheduleCallback(staircase=False) needs the number of steps per "
                 "epoch: fit does not know it for this data, so pass steps_per_epoch."
             )
-        self._rate = current_rate(self.model, type(self).__name__)
+        self._rate = current_rate(self.model, type(self).__name__)  # the last one set
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -132,10 +143,10 @@ class LearningRateScheduleCallback(keras.callbacks.Callback):
             return
         epoch = self._epoch if self.staircase else self._epoch + batch / self._steps
         rate = self.learning_rate_at(epoch)
-        if rate != self._rate:
-            change_rate(self.model, self._rate, rate, self.momentum_correction)
+        if rate != self._rate:  # another callback may have changed it since
+            change_rate(self.model, rate, self.momentum_correction)
             self._rate = rate
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["lr"] = self._rate
+        if logs is not None:  # the optimizer's rate, whoever set it
+            logs["lr"] = float(host_array(self.model.optimizer.learning_rate))

@@ -140,8 +140,9 @@ class Engine:
         training. With several workers, it lets one of them save alone
         (Horovod's rank-0 checkpoints): Keras's saving creates variables,
         which under a multi-worker strategy or distribution is a collective,
-        unless its cache was filled on every worker together."""
-        if self.size > 1:
+        unless its cache was filled on every worker together. Whether to
+        fill it is decided together too (a cache emptied on one worker)."""
+        if self.size > 1 and self.allreduce(int(_keras_internals.saving_cache_missing()), "max"):
             _keras_internals.prime_saving_caches()
 
     def prepare_optimizer(self, optimizer):

@@ -23,9 +23,10 @@ class MultiWorkerEngine(TFStrategyEngine):
     """Trains in step over the workers that TF_CONFIG lists.
 
     Each worker runs the same script with its own TF_CONFIG (same cluster,
-    its own task index). The strategy becomes the process's default
-    (`tf.distribute.experimental_set_strategy`), so every model and
-    optimizer made after the engine is under it, scope or not. Variables
+    its own task index). The strategy becomes the default of the thread
+    that starts the engine (`tf.distribute.experimental_set_strategy`; set
+    again before each fit if `clear_session()` dropped it), so every model
+    and optimizer made there after the engine is under it, scope or not. Variables
     created under the strategy start from the chief's values; gradients
     are all-reduced in every step; `fit` takes the global batch and
     TensorFlow splits it over the workers. The
@@ -80,6 +81,16 @@ class MultiWorkerEngine(TFStrategyEngine):
         self._local_rank = hosts[: self._rank].count(hosts[self._rank])
         self._local_size = hosts.count(hosts[self._rank])
         self.before_fit()
+
+    def before_fit(self):
+        """Also sets the strategy as the default again if
+        `keras.backend.clear_session()` dropped it (it resets the graph that
+        holds it), so models built after one are mirrored too."""
+        import tensorflow as tf
+
+        if not tf.distribute.has_strategy():
+            tf.distribute.experimental_set_strategy(self.strategy)
+        super().before_fit()
 
     @property
     def rank(self):

@@ -11,10 +11,13 @@ workers, JAX processes; see `keras_fastrain.distribute.init`), and every name
 below keeps Horovod's arguments and return types: ranks and sizes are
 integers, the collectives take numbers or arrays and return numpy values,
 `DistributedOptimizer` takes Horovod's arguments, and `hvd.callbacks` holds
-its callbacks plus `HorovodCallback`. Where an argument has no meaning on
-Keras 3 or cannot be honoured, a value other than Horovod's default is a
-clear error, never silently dropped. The differences are listed in the
-documentation's compatibility table.
+its callbacks plus `HorovodCallback` and `LearningRateScheduleCallback`.
+Where an argument cannot be honoured, a value other than Horovod's default
+is a clear error; placement and naming hints that Keras 3 makes moot
+(`device_dense`, `device_sparse`, `sparse_as_dense`, the collectives'
+`name`) are accepted and unused. As with Horovod, the ranks and sizes need
+`init()` first when a launcher started the script. The differences are
+listed in docs/compatibility.md.
 
 Example:
 
@@ -116,6 +119,14 @@ def is_initialized():
     return _initialized
 
 
+def _engine():
+    """The process's engine; as Horovod, an error before `init()` in a
+    launched job (the script would train alone on every worker)."""
+    if not _initialized and distribute.launch_from_environment() is not None:
+        raise ValueError("Horovod has not been initialized; use hvd.init().")
+    return distribute.current()
+
+
 def size():
     """The number of workers, as an integer.
 
@@ -125,7 +136,7 @@ def size():
     optimizer = keras.optimizers.Adam(0.001 * hvd.size())
     ```
     """
-    return distribute.current().size
+    return _engine().size
 
 
 def rank():
@@ -138,7 +149,7 @@ def rank():
         callbacks.append(keras.callbacks.ModelCheckpoint("checkpoint-{epoch}.keras"))
     ```
     """
-    return distribute.current().rank
+    return _engine().rank
 
 
 def local_rank():
@@ -151,7 +162,7 @@ def local_rank():
     tf.config.set_visible_devices(gpus[hvd.local_rank()], "GPU")
     ```
     """
-    return distribute.current().local_rank
+    return _engine().local_rank
 
 
 def local_size():
@@ -163,7 +174,7 @@ def local_size():
     threads = os.cpu_count() // hvd.local_size()
     ```
     """
-    return distribute.current().local_size
+    return _engine().local_size
 
 
 def allreduce(value, name=None, average=None, op=None):
@@ -187,11 +198,13 @@ def allreduce(value, name=None, average=None, op=None):
     """
     del name
     if average is not None and op is not None:
-        raise ValueError("Pass `op` or `average`, not both (as Horovod).")
+        raise ValueError(
+            f"Received average={average!r} and op={op!r}: pass one of them, not both (as Horovod)."
+        )
     if op is None:
-        op = Sum if average is False else Average
+        op = Average if average is None or average else Sum
     check_choice("op", op, _OPS)
-    return distribute.current().allreduce(value, op)
+    return _engine().allreduce(value, op)
 
 
 def allgather(value, name=None):
@@ -210,7 +223,15 @@ def allgather(value, name=None):
     ```
     """
     del name
-    gathered = distribute.current().allgather(value)
+    engine = _engine()
+    shape = np.shape(value)
+    shapes = engine.allgather(np.asarray([len(shape), *shape], np.int64)) if shape else None
+    if shapes is not None and not (shapes == shapes[0]).all():
+        raise ValueError(
+            f"Invalid value for argument `value`: hvd.allgather here needs one shape on "
+            f"every worker, and the workers' shapes are {[tuple(s[1:]) for s in shapes]}."
+        )
+    gathered = engine.allgather(value)
     return np.concatenate(list(gathered)) if gathered.ndim > 1 else gathered
 
 
@@ -229,7 +250,7 @@ def broadcast(value, root_rank, name=None):
     ```
     """
     del name
-    return distribute.current().broadcast(value, root_rank)
+    return _engine().broadcast(value, root_rank)
 
 
 def DistributedOptimizer(

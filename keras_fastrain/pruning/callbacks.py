@@ -110,6 +110,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             changed |= wrapper.update_callback_attached != attached
             wrapper.update_callback_attached = attached
+            if attached and wrapper.built:  # the steps it pruned itself are seen
+                wrapper.mark_seen(int(host_array(wrapper.pruning_step)))
         if changed and getattr(self.model, "train_function", None) is not None:
             self.model.make_train_function(force=True)
 

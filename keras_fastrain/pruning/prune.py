@@ -107,6 +107,12 @@ def prune_low_magnitude(
             f"pruning_policy={pruning_policy!r}. Expected None or a PruningPolicy."
         )
     if isinstance(to_prune, (list, tuple)):
+        if layers is not None or pruning_policy is not None:
+            raise ValueError(
+                f"Received layers={layers!r} and pruning_policy={pruning_policy!r} with a "
+                "list of layers: both choose among a model's layers; pass a model, or "
+                "only the layers to prune."
+            )
         return [prune_low_magnitude(layer, **options) for layer in to_prune]
     if not isinstance(to_prune, keras.Model):
         if not isinstance(to_prune, keras.layers.Layer):
@@ -115,7 +121,10 @@ def prune_low_magnitude(
                 "Expected a Keras layer, a list of layers, or a functional or Sequential model."
             )
         if layers is not None:
-            raise ValueError("`layers` chooses among a model's layers; a layer was given.")
+            raise ValueError(
+                f"Received layers={layers!r} with the layer {to_prune.name!r}: `layers` "
+                "chooses among a model's layers."
+            )
         return PruneLowMagnitude(to_prune, **options)
     if pruning_policy is not None:
         pruning_policy.ensure_model_supports_pruning(to_prune)

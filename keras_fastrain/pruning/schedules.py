@@ -93,6 +93,18 @@ class PruningSchedule:
         on_beat = ops.equal(ops.mod(step - self.begin_step, self.frequency), 0)
         return ops.logical_and(in_range, on_beat)
 
+    def runs_in_step(self):
+        """Whether calling the schedule works on a symbolic step inside a
+        compiled training step: `sparsity_tensor` is implemented with
+        `keras.ops`, and the host rule `should_prune` is the base one (or
+        `should_prune_tensor` is implemented too)."""
+        cls = type(self)
+        base = PruningSchedule
+        own_sparsity = cls.sparsity_tensor is not base.sparsity_tensor
+        same_rule = cls.should_prune is base.should_prune
+        own_rule = cls.should_prune_tensor is not base.should_prune_tensor
+        return own_sparsity and (same_rule or own_rule)
+
     def __call__(self, step):
         """tfmot's call: `(should_prune, sparsity)` as a bool tensor and a
         float32 tensor, for an integer or an integer tensor `step`."""

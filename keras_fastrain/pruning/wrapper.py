@@ -164,6 +164,12 @@ def prunable_weights(layer):
     return []
 
 
+def _smallest_kept(weight, mask):
+    """The smallest magnitude `mask` keeps (tfmot's threshold)."""
+    magnitudes = ops.abs(weight)
+    return ops.min(ops.where(mask > 0, magnitudes, ops.max(magnitudes)))
+
+
 def _attribute(layer, path):
     for name in path.split("."):
         layer = getattr(layer, name)
@@ -333,14 +339,16 @@ class PruneLowMagnitude(keras.layers.Wrapper):
         # Decided when the step is traced: UpdatePruningStep retraces it when
         # it starts and ends driving the masks.
         if training and self.pruned_weights and not self.update_callback_attached:
-            if isinstance(self.pruning_schedule, PruningSchedule):
+            schedule = self.pruning_schedule
+            if isinstance(schedule, PruningSchedule) and schedule.runs_in_step():
                 self._prune_in_step()
             else:
                 raise ValueError(
-                    f"{self.name} trains with the schedule {self.pruning_schedule!r}, which "
-                    "is not a keras_fastrain PruningSchedule and cannot run inside the "
-                    "training step: add keras_fastrain.pruning.UpdatePruningStep() to "
-                    "fit's callbacks (FastModel(pruning=...) adds it itself)."
+                    f"{self.name} trains with the schedule {schedule!r}, which cannot run "
+                    "inside the training step (it is not a keras_fastrain PruningSchedule "
+                    "with a sparsity_tensor method): add "
+                    "keras_fastrain.pruning.UpdatePruningStep() to fit's callbacks "
+                    "(FastModel(pruning=...) adds it itself)."
                 )
         if not self.pruned_weights:  # a layer without weights to prune runs as it is
             return self.layer(inputs)
@@ -380,14 +388,14 @@ class PruneLowMagnitude(keras.layers.Wrapper):
     def _mask_and_threshold(self, weight, sparsity):
         """The in-step mask (with `keras.ops` only) and its threshold."""
         if self.sparsity_m_by_n is not None:
-            return masks.m_by_n_mask(weight, self.sparsity_m_by_n), ops.zeros((), weight.dtype)
-        if self.block_size != (1, 1):
+            mask = masks.m_by_n_mask(weight, self.sparsity_m_by_n)
+        elif self.block_size != (1, 1):
             mask = masks.block_mask(
                 weight, sparsity, self.block_size, self.block_pooling_type, in_step=True
             )
-            return mask, ops.zeros((), weight.dtype)
-        mask, threshold = masks.magnitude_mask_tensor(weight, sparsity)
-        return mask, ops.cast(threshold, weight.dtype)
+        else:
+            mask = masks.magnitude_mask_tensor(weight, sparsity)[0]
+        return mask, _smallest_kept(weight, mask)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -416,17 +424,22 @@ class PruneLowMagnitude(keras.layers.Wrapper):
             should_prune, sparsity = schedule_values(self.pruning_schedule, candidate)
             if should_prune:
                 due = sparsity
-        self._last_update_step = max(self._last_update_step, step)
+        self.mark_seen(step)
         return due
+
+    def mark_seen(self, step):
+        """Records that the schedule's steps up to `step` were acted on."""
+        self._last_update_step = max(self._last_update_step, step)
 
     def prune_to(self, sparsity):
         """Sets the masks to `sparsity` from the current weights and zeroes
         the weights they remove."""
         for weight, mask, threshold in self.pruning_vars:
-            new_mask = self.mask_for(weight.value, sparsity)
+            # From the masked weights: what is pruned stays pruned.
+            masked = weight.value * mask.value
+            new_mask = self.mask_for(masked, sparsity)
             mask.assign(new_mask)
-            kept = ops.where(new_mask > 0, ops.abs(weight.value), ops.abs(weight.value) + 1e30)
-            threshold.assign(ops.cast(ops.min(kept), threshold.dtype))
+            threshold.assign(_smallest_kept(masked, new_mask))
         self.apply_masks()
 
     def update_masks(self, step):
