@@ -6,6 +6,7 @@ package gives its pruning back, written with `keras.ops`:
 - `schedules.py`: `ConstantSparsity`, `PolynomialDecay` (and any object
   called the same way, such as a tfmot schedule);
 - `masks.py`: magnitude, block and M-by-N (2:4) masks;
+- `registry.py`: which layers prune which weights (`PrunableLayer`);
 - `wrapper.py`: `PruneLowMagnitude`, the layer that trains through a mask;
 - `prune.py`: `prune_low_magnitude`, `strip_pruning`, `prune_scope` and
   `collect_prunable_layers`;
@@ -23,6 +24,7 @@ from keras_fastrain.pruning.prune import (
     prune_scope,
     strip_pruning,
 )
+from keras_fastrain.pruning.registry import PrunableLayer
 from keras_fastrain.pruning.report import (
     CompressionReport,
     compression_report,
@@ -30,7 +32,7 @@ from keras_fastrain.pruning.report import (
     weight_sparsity,
 )
 from keras_fastrain.pruning.schedules import ConstantSparsity, PolynomialDecay, PruningSchedule
-from keras_fastrain.pruning.wrapper import PrunableLayer, PruneLowMagnitude
+from keras_fastrain.pruning.wrapper import PruneLowMagnitude
 
 __all__ = [
     "CompressionReport",

@@ -8,8 +8,9 @@ import keras
 from keras_fastrain import _keras_internals
 from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.pruning.policy import PruningPolicy
+from keras_fastrain.pruning.registry import NOT_PRUNED, is_prunable
 from keras_fastrain.pruning.schedules import ConstantSparsity, PolynomialDecay, as_schedule
-from keras_fastrain.pruning.wrapper import NOT_PRUNED, PruneLowMagnitude, is_prunable
+from keras_fastrain.pruning.wrapper import PruneLowMagnitude
 
 
 def _selector(layers):

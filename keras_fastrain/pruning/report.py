@@ -20,7 +20,7 @@ import numpy as np
 from keras_fastrain import _keras_internals
 from keras_fastrain.devices import host_array
 from keras_fastrain.pruning.callbacks import pruning_wrappers
-from keras_fastrain.pruning.wrapper import is_prunable, prunable_weights
+from keras_fastrain.pruning.registry import is_prunable, prunable_weights
 from keras_fastrain.validation import check_bool
 
 
