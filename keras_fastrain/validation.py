@@ -5,7 +5,10 @@ and what is allowed, in Keras's wording: "Invalid value for argument `x`.
 Received: x=... Expected ...".
 """
 
+import math
 import numbers
+
+import numpy as np
 
 
 def _invalid(name, value, expected, error=ValueError):
@@ -18,6 +21,27 @@ def check_bool(name, value):
     """Returns `value` if it is a bool, else raises `TypeError`."""
     if not isinstance(value, bool):
         raise _invalid(name, value, "a bool", TypeError)
+    return value
+
+
+def check_flag(name, value):
+    """Returns `value` as a bool if it is a bool or an integer 0 / 1 (what
+    Keras's flags, such as `restore_best_weights`, accept), else raises
+    `TypeError`."""
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, (int, np.integer)) and value in (0, 1)
+    ):
+        return bool(value)
+    raise _invalid(name, value, "a bool (or 0 / 1)", TypeError)
+
+
+def check_optional_finite(name, value):
+    """Returns `None`, or `value` as a float if it is a finite real number."""
+    if value is None:
+        return None
+    value = check_float(name, value)
+    if math.isinf(value):
+        raise _invalid(name, value, "a finite number or None")
     return value
 
 

@@ -20,7 +20,15 @@ import numpy as np
 
 from keras_fastrain import distribute
 from keras_fastrain.callbacks.consensus import any_worker
-from keras_fastrain.validation import check_bool, check_choice, check_float, check_int
+from keras_fastrain.callbacks.metric_direction import infer_mode
+from keras_fastrain.validation import (
+    check_bool,
+    check_choice,
+    check_flag,
+    check_float,
+    check_int,
+    check_optional_finite,
+)
 
 
 class StopReason(str, enum.Enum):
@@ -53,38 +61,6 @@ class StopReason(str, enum.Enum):
     TIME_BUDGET = "time_budget"
 
 
-# Metric names (after any `val_` prefix) whose direction is known, matched as
-# a suffix: "val_sparse_categorical_accuracy" is maximized.
-_MAXIMIZED = (
-    "accuracy",
-    "acc",
-    "auc",
-    "precision",
-    "recall",
-    "f1_score",
-    "fbeta_score",
-    "iou",
-    "io_u",  # mean_io_u, binary_io_u, one_hot_mean_io_u, one_hot_io_u
-    "r2_score",
-    "cosine_similarity",
-    "pearson_correlation",
-    "concordance_correlation",
-    "sensitivity_at_specificity",
-    "specificity_at_sensitivity",
-)
-_MINIMIZED = ("loss", "error", "crossentropy", "hinge", "divergence", "poisson", "logcosh")
-
-
-def infer_mode(monitor):
-    """Returns `"min"` or `"max"` from a metric name, or `None` if unknown."""
-    name = monitor.removeprefix("val_")
-    if name.endswith(_MINIMIZED) or name in ("mse", "mae", "mape", "msle", "rmse"):
-        return "min"
-    if name.endswith(_MAXIMIZED):
-        return "max"
-    return None
-
-
 def _seconds(max_duration):
     if isinstance(max_duration, datetime.timedelta):
         max_duration = max_duration.total_seconds()
@@ -93,18 +69,6 @@ def _seconds(max_duration):
         max_duration,
         low=0,
         closed=(False, True),
-    )
-
-
-def _truth(name, value):
-    """A bool from a bool or an integer 0 / 1, as Keras's flags accept."""
-    if isinstance(value, (bool, np.bool_)) or (
-        isinstance(value, (int, np.integer)) and value in (0, 1)
-    ):
-        return bool(value)
-    raise TypeError(
-        f"Invalid value for argument `{name}`. Received: {name}={value!r}. "
-        "Expected a bool (or 0 / 1)."
     )
 
 
@@ -118,18 +82,6 @@ def _scalar(key, value):
             "FBetaScore pass average='macro', 'micro' or 'weighted'."
         )
     return float(array.reshape(()))
-
-
-def _optional_float(name, value):
-    if value is None:
-        return None
-    value = check_float(name, value)
-    if math.isinf(value):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Received: {name}={value!r}. "
-            "Expected a finite number or None."
-        )
-    return value
 
 
 class EarlyStopping(keras.callbacks.EarlyStopping):
@@ -241,12 +193,14 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
             patience=check_int("patience", patience, minimum=0),
             verbose=check_int("verbose", verbose, minimum=0),
             mode=check_choice("mode", mode, self.SUPPORTED_MODES),
-            baseline=_optional_float("baseline", baseline),
-            restore_best_weights=_truth("restore_best_weights", restore_best_weights),
+            baseline=check_optional_finite("baseline", baseline),
+            restore_best_weights=check_flag("restore_best_weights", restore_best_weights),
             start_from_epoch=check_int("start_from_epoch", start_from_epoch, minimum=0),
         )
-        self.target = _optional_float("target", target)
-        self.divergence_threshold = _optional_float("divergence_threshold", divergence_threshold)
+        self.target = check_optional_finite("target", target)
+        self.divergence_threshold = check_optional_finite(
+            "divergence_threshold", divergence_threshold
+        )
         self.check_finite = check_bool("check_finite", check_finite)
         self.max_duration = None if max_duration is None else _seconds(max_duration)
         direction = mode if mode != "auto" else infer_mode(monitor)

@@ -16,7 +16,7 @@ import time
 import keras
 import keras_tuner
 
-from keras_fastrain.callbacks.early_stopping import infer_mode
+from keras_fastrain.callbacks.metric_direction import infer_mode
 from keras_fastrain.validation import check_bool, check_float
 
 NOT_REACHED = 1e9  # seconds: more than any trial that reaches the target
