@@ -26,12 +26,12 @@ class MultiWorkerEngine(TFStrategyEngine):
     its own task index). The strategy becomes the default of the thread
     that starts the engine (`tf.distribute.experimental_set_strategy`; set
     again before each fit if `clear_session()` dropped it), so every model
-    and optimizer made there after the engine is under it, scope or not. Variables
-    created under the strategy start from the chief's values; gradients
-    are all-reduced in every step; `fit` takes the global batch and
-    TensorFlow splits it over the workers. The
-    collectives (`allreduce`, `broadcast`, ...) go through the strategy's
-    own all-gather.
+    and optimizer made there after the engine is under it, scope or not.
+    Variables created under the strategy start from the chief's values;
+    gradients are all-reduced in every step; `fit` takes the global batch
+    and TensorFlow splits it over the workers. The collectives
+    (`allreduce`, `broadcast`, ...) go through the strategy's own
+    all-gather.
 
     The strategy must be created before TensorFlow runs anything else, so
     make the engine first (`keras_fastrain.distribute.init()` at the top of

@@ -37,7 +37,6 @@ model.fit(x, y, callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0),
 import numpy as np
 
 from keras_fastrain import distribute
-from keras_fastrain.distribute.optimizer import COMPRESSIONS
 from keras_fastrain.distribute.optimizer import DistributedOptimizer as _distributed_optimizer
 from keras_fastrain.horovod import callbacks
 from keras_fastrain.validation import check_choice
@@ -301,7 +300,6 @@ def DistributedOptimizer(
             "keras-fastrain averages gradients in one step."
         )
     check_choice("op", op, (Average,))
-    check_choice("compression", compression, COMPRESSIONS)
     return _distributed_optimizer(
         optimizer,
         backward_passes_per_step=backward_passes_per_step,
