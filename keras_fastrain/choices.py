@@ -2,17 +2,16 @@
 
 Every option a user leaves at `"auto"` is decided here, from the backend and
 the devices in use, and comes back as a `Choice` that says what was picked
-and why, so the choice can be logged once and read back. The reasons cite
-what was measured (`benchmarks/compile_options.py`), not folklore.
+and why, so the choice can be shown once and read back. The reasons speak of the
+user's run; the measurements behind them are in the project's benchmarks.
 """
 
 import dataclasses
 
 import keras
 
-from keras_fastrain.validation import check_choice, check_int
+from keras_fastrain.validation import AUTO, check_choice, check_int
 
-AUTO = "auto"
 # The most steps one compiled call runs when steps_per_execution is "auto".
 AUTO_STEPS_PER_EXECUTION = 32
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -71,11 +70,13 @@ def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=(), distri
         return Choice(
             "jit_compile",
             True,
-            "XLA made the baseline recipe's steps 1.2x-1.6x faster on TensorFlow "
-            "(benchmarks/compile_options.py); Keras leaves it off there",
+            "XLA fuses the step's operations into fewer, faster kernels; Keras leaves "
+            "it off on TensorFlow",
         )
     if backend == "jax":
-        return Choice("jit_compile", True, "JAX runs op by op without it (90x slower measured)")
+        return Choice(
+            "jit_compile", True, "without it JAX runs the step op by op, many times slower"
+        )
     return Choice(
         "jit_compile", False, f"not measured to help on {backend}; Keras's default is kept"
     )
@@ -120,9 +121,8 @@ def choose_steps_per_execution(requested=AUTO, backend=None, distributed=False):
     return Choice(
         "steps_per_execution",
         AUTO_STEPS_PER_EXECUTION,
-        f"{AUTO_STEPS_PER_EXECUTION} steps per compiled call cut per-step overhead "
-        "(1.1x-2.1x measured at batch 32, benchmarks/compile_options.py); batch "
-        "callbacks then run once per call",
+        f"{AUTO_STEPS_PER_EXECUTION} steps per compiled call cut the overhead each "
+        "call adds to a step; batch callbacks then run once per call",
     )
 
 
@@ -159,7 +159,7 @@ def choose_mixed_precision(requested=AUTO, devices=None, current="float32"):
             accelerated,
             f"{'TPU' if 'tpu' in kinds else 'GPU'} tensor cores run 16-bit matrix "
             "math several times faster; weights stay float32 (a small model bound "
-            "by kernel launches gains nothing: 0.9x measured on an H200)",
+            "by kernel launches gains nothing)",
             changes_results=True,
         )
     return Choice(

@@ -10,6 +10,9 @@ import numbers
 
 import numpy as np
 
+# The value of every option keras-fastrain decides by itself.
+AUTO = "auto"
+
 
 def _invalid(name, value, expected, error=ValueError):
     return error(

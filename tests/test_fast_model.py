@@ -95,25 +95,28 @@ def test_sequential_style_and_wrapping_share_the_same_layers(digits):
 
 
 @pytest.mark.smoke
-def test_every_auto_choice_is_logged_once_with_its_reason_and_readable():
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logging.getLogger("keras_fastrain").addHandler(handler)
-    try:
-        model = compile_for_digits(functional())
-        compile_for_digits(model)  # the same choices again: not logged twice
-    finally:
-        logging.getLogger("keras_fastrain").removeHandler(handler)
+def test_every_auto_choice_is_shown_once_with_its_reason_and_readable(capsys):
+    model = compile_for_digits(functional())
+    compile_for_digits(model)  # the same choices again: not shown twice
     choices = model.choices
     assert set(choices) == {"distribute", "mixed_precision", "jit_compile", "steps_per_execution"}
     assert choices["mixed_precision"].value == "float32"  # CPU
     assert choices["distribute"].value == "none"
     assert model.jit_compile == choices["jit_compile"].value
     assert model.steps_per_execution == choices["steps_per_execution"].value
-    messages = [record.getMessage() for record in records]
-    assert len(messages) == 4
-    assert all(choice.reason in " ".join(messages) for choice in choices.values())
+    lines = [line for line in capsys.readouterr().out.splitlines() if "keras-fastrain:" in line]
+    assert len(lines) == 4
+    assert all(choice.reason in " ".join(lines) for choice in choices.values())
+
+
+@pytest.mark.smoke
+def test_verbose_0_shows_nothing_and_importing_configures_no_logging(capsys):
+    model = compile_for_digits(functional(verbose=0))
+    assert set(model.choices) >= {"distribute", "jit_compile"}
+    assert "keras-fastrain:" not in capsys.readouterr().out
+    handlers = logging.getLogger("keras_fastrain").handlers
+    assert all(isinstance(h, logging.NullHandler) for h in handlers)
+    assert logging.getLogger("keras_fastrain").propagate
 
 
 def test_options_given_to_compile_replace_the_constructors():

@@ -257,4 +257,4 @@ def test_tensorflow_trains_a_growing_batch_without_xla_then_turns_it_back_on(dig
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[grow, seen])
     assert seen.jit_compile is False
     assert model.jit_compile is True
-    assert "XLA made" in model.choices["jit_compile"].reason
+    assert "XLA fuses" in model.choices["jit_compile"].reason

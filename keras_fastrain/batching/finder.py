@@ -37,12 +37,10 @@ from keras_fastrain.batching.search import (
     DoesNotFit,
     search_batch_size,
 )
-from keras_fastrain.callbacks.consensus import any_worker
 from keras_fastrain.devices import host_array, list_devices
+from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard
-from keras_fastrain.validation import check_float, check_int
-
-AUTO = "auto"
+from keras_fastrain.validation import AUTO, check_float, check_int
 
 
 class BatchSizeFinder:

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 
 from keras_fastrain import distribute
-from keras_fastrain.callbacks.consensus import any_worker
 from keras_fastrain.callbacks.metric_direction import infer_mode
+from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.validation import (
     check_bool,
     check_choice,
@@ -112,7 +112,7 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     key (a typo would otherwise train to the end); one missing only because
     validation did not run that epoch (`validation_freq`) warns, as in Keras.
 
-    Decisions go through `keras_fastrain.callbacks.consensus`, so in a
+    Decisions go through `keras_fastrain.distribute.consensus`, so in a
     distributed run every worker stops at the same step.
 
     Args:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_fastrain import FastModel
-from keras_fastrain.data import input_threads, tune_input
+from keras_fastrain.parts.input_pipeline import input_threads, tune_input
 
 tf = pytest.importorskip("tensorflow")
 

@@ -1,4 +1,4 @@
-"""Input pipelines that keep the train step fed.
+"""The input-pipeline part: input pipelines that keep the train step fed.
 
 `fit` spends its time either in the train step or waiting for the next
 batch. Keras already feeds numpy arrays well (shuffled every epoch, sliced
@@ -33,6 +33,11 @@ import keras
 
 from keras_fastrain.batching.resizable import ResizableBatches
 from keras_fastrain.choices import Choice
+from keras_fastrain.parts.base import Part
+from keras_fastrain.parts.inputs import is_tf_dataset
+from keras_fastrain.validation import AUTO
+
+__all__ = ["InputPipelinePart", "input_threads", "restore_workers", "tune_input"]
 
 # Threads for a PyDataset left at workers=1: enough to hide file reads and
 # decoding behind the step, few enough not to starve a small machine.
@@ -42,16 +47,6 @@ MAX_THREADS = 4
 def input_threads():
     """The number of loading threads `tune_input` gives a `PyDataset`."""
     return max(2, min(MAX_THREADS, os.cpu_count() or 1))
-
-
-def is_tf_dataset(data):
-    """Whether `data` is a `tf.data.Dataset` (without importing TensorFlow)."""
-    module = type(data).__module__ or ""
-    if not module.startswith("tensorflow"):
-        return False
-    import tensorflow as tf
-
-    return isinstance(data, tf.data.Dataset)
 
 
 def tune_input(data, backend=None):
@@ -102,3 +97,27 @@ def restore_workers(*datasets):
     finally:
         for dataset, workers in saved:
             dataset.workers = workers
+
+
+class InputPipelinePart(Part):
+    """Sets up `x` (and `validation_data`) to overlap with the step, when
+    the `input_pipeline` option is `"auto"`; puts a `PyDataset`'s
+    `workers` back when the call returns."""
+
+    name = "input_pipeline"
+
+    def on_run(self, plan):
+        validation = plan.kwargs.get("validation_data")
+        plan.hold(restore_workers(plan.x, validation))
+        if plan.options["input_pipeline"] != AUTO:
+            return
+        plan.x = self._tuned(plan, plan.x)
+        if validation is not None:
+            plan.kwargs["validation_data"] = self._tuned(plan, validation)
+
+    @staticmethod
+    def _tuned(plan, data):
+        data, choice = tune_input(data)
+        if choice is not None:
+            plan.decide(choice)
+        return data

@@ -1,0 +1,62 @@
+"""The parts FastModel applies, each one speed-up behind one interface.
+
+A part (`Part`) is given the model and the call's arguments and contributes
+model or optimizer changes, data transforms, callbacks, and constraints on
+other parts' choices. `FastModel.compile` and `fit` / `evaluate` /
+`predict` first collect every part's constraints, then call each part in
+this order, then call Keras:
+
+1. `EnginePart` (`engine.py`): where it trains; the engine's scope.
+2. `AugmentationPart` (`augmentation.py`): builds the augmentation; no XLA
+   with it on TensorFlow.
+3. `PruningPart` (`pruning.py`): `UpdatePruningStep` for a pruned model.
+4. `CompileOptionsPart` (`compile_options.py`): precision, XLA and steps
+   per call, honouring the constraints.
+5. `BatchSizePart` (`batch_size.py`): the batch-size search and a batch
+   that grows.
+6. `WorkersPart` (`workers.py`): each worker's share of the data, and the
+   callbacks several workers need.
+7. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
+8. The user's own parts (`FastModel(parts=[...])`), in the order given.
+
+Each part also works without FastModel: the functions and callbacks it
+applies are public (`keras_fastrain.callbacks`, `keras_fastrain.batching`,
+`keras_fastrain.pruning`, `keras_fastrain.distribute`).
+"""
+
+from keras_fastrain.parts.augmentation import AugmentationPart
+from keras_fastrain.parts.base import CompilePlan, Constraint, Part, RunPlan
+from keras_fastrain.parts.batch_size import BatchSizePart
+from keras_fastrain.parts.compile_options import CompileOptionsPart
+from keras_fastrain.parts.engine import EnginePart
+from keras_fastrain.parts.input_pipeline import InputPipelinePart
+from keras_fastrain.parts.pruning import PruningPart
+from keras_fastrain.parts.workers import WorkersPart
+
+__all__ = [
+    "AugmentationPart",
+    "BatchSizePart",
+    "CompileOptionsPart",
+    "CompilePlan",
+    "Constraint",
+    "EnginePart",
+    "InputPipelinePart",
+    "Part",
+    "PruningPart",
+    "RunPlan",
+    "WorkersPart",
+    "builtin_parts",
+]
+
+
+def builtin_parts():
+    """A fresh list of the built-in parts, in the order FastModel applies them."""
+    return [
+        EnginePart(),
+        AugmentationPart(),
+        PruningPart(),
+        CompileOptionsPart(),
+        BatchSizePart(),
+        WorkersPart(),
+        InputPipelinePart(),
+    ]
