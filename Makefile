@@ -20,6 +20,7 @@ test: $(VENV)/.test-installed data lint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Fashion-MNIST comes from the Keras cache, else from Debian's
 # dataset-fashion-mnist package (installed here when apt-get can).
