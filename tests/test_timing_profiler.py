@@ -4,12 +4,15 @@ import copy
 import csv
 import json
 import os
+import pickle
+import threading
 import time
 
 import keras
 import numpy as np
 import pytest
 
+from keras_fastrain import peak as peak_module
 from keras_fastrain.callbacks import TimingProfiler
 from keras_fastrain.callbacks import timing_profiler as profiler_module
 from tests.helpers import FakeClock, digits_model
@@ -23,6 +26,21 @@ def clock(monkeypatch):
     fake = FakeClock()
     monkeypatch.setattr(profiler_module.time, "perf_counter", fake)
     return fake
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """Counts the matmul probe's runs (each returns 1e12) with an empty peak cache."""
+    calls = []
+
+    def fake_probe(size, repeats, dtype):
+        calls.append((size, repeats, dtype))
+        return 1e12
+
+    peak_module.clear_peak_cache()
+    monkeypatch.setattr(peak_module, "_probe", fake_probe)
+    yield calls
+    peak_module.clear_peak_cache()  # no fake figure is left for later tests
 
 
 def attach(profiler, steps):
@@ -99,21 +117,129 @@ def test_steps_per_execution_groups_are_split_into_steps(clock):
     assert (steady["step_mean"], steady["step_max"]) == pytest.approx((0.25, 0.3))
 
 
-def test_epoch_mode_overrides_no_batch_hook():
-    base = keras.callbacks.Callback
+def test_both_modes_are_one_class_and_only_epoch_mode_is_async_safe():
     epoch_mode = TimingProfiler(mode="epoch")
     step_mode = TimingProfiler()
-    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_batch_end"):
-        assert getattr(type(epoch_mode), hook) is getattr(base, hook)
-    assert type(step_mode).on_train_batch_end is not base.on_train_batch_end
-    assert isinstance(epoch_mode, TimingProfiler) and isinstance(step_mode, TimingProfiler)
+    assert type(epoch_mode) is TimingProfiler and type(step_mode) is TimingProfiler
+    assert epoch_mode.async_safe is True and step_mode.async_safe is False
 
 
-def test_deep_copies_keep_their_mode_and_state_is_per_run(clock):
-    for mode in TimingProfiler.SUPPORTED_MODES:
-        original = TimingProfiler(mode=mode, verbose=0)
-        twin = copy.deepcopy(original)
-        assert type(twin) is type(original) and twin.mode == mode
+def test_epoch_mode_batch_hooks_record_nothing(clock):
+    profiler = TimingProfiler(mode="epoch", batch_size=10, peak_flops=None, verbose=0)
+    attach(profiler, steps=4)
+    profiler.on_train_begin()
+    profiler.on_epoch_begin(0)
+    run_steps(profiler, clock, [(0, 0, 2.0), (1, 1, 0.5), (2, 2, 0.5), (3, 3, 1.0)])
+    profiler.on_epoch_end(0, {})
+    profiler.on_train_end()
+    (row,) = profiler.epochs
+    # Steps come from Keras's params; the time from the epoch's two clock reads.
+    assert (row["steps"], row["train_time"]) == pytest.approx((4, 4.0))
+    assert row["step_mean"] is None and row["data_wait"] is None
+    summary = profiler.summary()
+    assert summary["first_step_seconds"] is None
+    assert summary["data_wait"] == {"available": False, "reason": profiler_module.EPOCH_MODE_REASON}
+
+
+class BatchEndThreads(keras.callbacks.Callback):
+    """Records the thread that runs each `on_train_batch_end`."""
+
+    async_safe = True  # it must not itself stop Keras's async dispatch
+
+    def __init__(self):
+        super().__init__()
+        self.threads = set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.threads.add(threading.get_ident())
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="Keras calls callbacks synchronously on TensorFlow (not thread-safe there)",
+)
+@pytest.mark.parametrize("mode", TimingProfiler.SUPPORTED_MODES)
+def test_only_step_mode_stops_keras_async_dispatch(digits, mode):
+    (x, y), _ = digits
+    recorder = BatchEndThreads()
+    profiler = TimingProfiler(mode=mode, peak_flops=None, verbose=0)
+    digits_model().fit(x, y, epochs=1, callbacks=[profiler, recorder], verbose=0)
+    main = threading.get_ident()
+    if mode == "epoch":  # batch ends ran on Keras's worker threads
+        assert recorder.threads and main not in recorder.threads
+    else:
+        assert recorder.threads == {main}
+
+
+@pytest.mark.parametrize("mode", TimingProfiler.SUPPORTED_MODES)
+def test_deep_copies_and_pickles_keep_the_mode(mode):
+    original = TimingProfiler(mode=mode, batch_size=8, verbose=0)
+    original.set_batch_size(16)
+    for twin in (copy.deepcopy(original), pickle.loads(pickle.dumps(original))):
+        assert type(twin) is TimingProfiler and twin.mode == mode
+        assert twin.async_safe == original.async_safe and twin.batch_size == 8
+
+
+# --- Batch size told by the caller ---------------------------------------------
+
+
+def run_one_epoch(profiler, clock, steps=4, seconds=1.0):
+    profiler.on_train_begin()
+    profiler.on_epoch_begin(0)
+    clock.now += seconds
+    profiler.on_epoch_end(0, {})
+    profiler.on_train_end()
+    return profiler.summary()
+
+
+def test_batch_size_told_before_fit_holds_for_that_run_only(clock):
+    profiler = TimingProfiler(mode="epoch", peak_flops=1e9, verbose=0)
+    attach(profiler, steps=4)
+    profiler.set_batch_size(50)  # as FastModel does, before Keras's on_train_begin
+    summary = run_one_epoch(profiler, clock)
+    assert summary["batch_size"] == 50
+    assert summary["epochs"][0]["samples_per_sec"] == pytest.approx(200.0)
+    assert summary["steady_state"]["samples_per_sec"] == pytest.approx(200.0)
+    cost = summary["cost"]
+    assert cost["achieved_flops_per_sec"] == pytest.approx(200.0 * cost["train_flops_per_sample"])
+    # The next run was told nothing: its batch is unknown, not the last one's.
+    summary = run_one_epoch(profiler, clock)
+    assert summary["batch_size"] is None
+    assert summary["steady_state"]["samples_per_sec"] is None
+    assert summary["cost"]["achieved_flops_per_sec"] is None
+    assert "n/a" in profiler_module.format_summary(summary)
+
+
+def test_batch_size_given_by_the_user_is_not_overridden(clock):
+    profiler = TimingProfiler(mode="epoch", batch_size=10, peak_flops=None, verbose=0)
+    attach(profiler, steps=4)
+    profiler.set_batch_size(999)
+    summary = run_one_epoch(profiler, clock)
+    assert summary["batch_size"] == 10
+    assert summary["steady_state"]["samples_per_sec"] == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (0, ValueError, r"`batch_size`.*Received: batch_size=0"),
+        (2.5, TypeError, r"`batch_size`.*Received: batch_size=2\.5"),
+        (True, TypeError, r"`batch_size`.*Received: batch_size=True"),
+    ],
+)
+def test_set_batch_size_names_an_invalid_value(value, error, message):
+    with pytest.raises(error, match=message):
+        TimingProfiler().set_batch_size(value)
+
+
+def test_real_fit_with_batch_size_told_reports_samples_per_second(digits):
+    (x, y), _ = digits
+    profiler = TimingProfiler(mode="epoch", peak_flops=None, verbose=0)
+    profiler.set_batch_size(32)
+    history = digits_model().fit(x, y, batch_size=32, epochs=2, callbacks=[profiler], verbose=0)
+    steady = profiler.summary()["steady_state"]
+    assert steady["samples_per_sec"] == pytest.approx(32 * steady["steps_per_sec"])
+    assert len(history.history["samples_per_sec"]) == 2
 
 
 def test_summary_before_training_says_when_it_is_available():
@@ -198,15 +324,46 @@ def test_real_fit_with_steps_per_execution(digits):
     assert summary["steady_state"]["step_median"] > 0
 
 
-def test_peak_is_measured_once_per_profiler(digits):
+def test_peak_is_measured_by_a_real_probe(digits):
     (x, y), _ = digits
     profiler = TimingProfiler(mode="epoch", batch_size=32, verbose=0)
     model = digits_model()
     model.fit(x, y, epochs=1, callbacks=[profiler], verbose=0)
-    peak = profiler.summary()["cost"]["peak_flops_per_sec"]
-    assert peak > 1e8 and profiler.summary()["cost"]["peak_source"] == "measured matmul probe"
-    model.fit(x, y, epochs=1, callbacks=[profiler], verbose=0)
-    assert profiler.summary()["cost"]["peak_flops_per_sec"] == peak
+    cost = profiler.summary()["cost"]
+    assert cost["peak_flops_per_sec"] > 1e8 and cost["peak_source"] == "measured matmul probe"
+    assert cost["utilization"] == pytest.approx(
+        cost["achieved_flops_per_sec"] / cost["peak_flops_per_sec"]
+    )
+
+
+def test_peak_is_probed_once_per_process_and_dtype(probes, clock):
+    first, second = (TimingProfiler(mode="epoch", verbose=0) for _ in range(2))
+    for profiler in (first, second, first):  # two profilers, three runs
+        attach(profiler, steps=4)
+        assert run_one_epoch(profiler, clock)["cost"]["peak_flops_per_sec"] == 1e12
+    assert probes == [(1024, 5, "float32")]
+    peak_module.measure_peak_flops(dtype="float16")
+    assert probes[1:] == [(1024, 5, "float16")]
+
+
+def test_clearing_the_peak_cache_probes_again(probes):
+    peak_module.measure_peak_flops(size=64, repeats=1)
+    peak_module.measure_peak_flops(size=64, repeats=1)
+    peak_module.clear_peak_cache()
+    peak_module.measure_peak_flops(size=64, repeats=1)
+    assert len(probes) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"size": 8}, ValueError, r"`size`.*Received: size=8"),
+        ({"repeats": 0}, ValueError, r"`repeats`.*Received: repeats=0"),
+    ],
+)
+def test_peak_probe_arguments_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        peak_module.measure_peak_flops(**kwargs)
 
 
 class SlowDigits(keras.utils.PyDataset):

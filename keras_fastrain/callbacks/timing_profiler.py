@@ -22,8 +22,8 @@ import time
 import keras
 
 from keras_fastrain import flops as flops_module
-from keras_fastrain.callbacks.consensus import gather, is_chief
 from keras_fastrain.devices import list_devices
+from keras_fastrain.distribute.consensus import gather, is_chief
 from keras_fastrain.peak import measure_peak_flops
 from keras_fastrain.validation import check_choice, check_float, check_int
 
@@ -77,20 +77,25 @@ def step_statistics(step_times):
 class TimingProfiler(keras.callbacks.Callback):
     """Measures where the training time goes; a drop-in callback for `fit`.
 
-    Two modes. `mode="step"` (the default) times every step through the batch
-    hooks; `mode="epoch"` overrides no batch hook at all, so Keras keeps
-    dispatching steps asynchronously (on JAX and torch) and the profiler costs
-    nothing per step, at the price of per-step figures.
-    `TimingProfiler(mode="epoch")` is an instance of `TimingProfiler` whose
-    class defines no batch hook.
+    Two modes, one class. `mode="step"` (the default) times every step through
+    the batch hooks, which Keras then calls in step with training.
+    `mode="epoch"` reads the clock only at epoch boundaries: its batch hooks
+    return at once and its `async_safe` property is true, so Keras keeps
+    dispatching steps ahead of the callbacks (on JAX and torch) and the
+    profiler adds no work per step, at the price of per-step figures.
 
     Results: `summary()` returns a dict; at the end of training a compact
     table is printed (`verbose=1`, by the chief worker only); `json_path` and
     `csv_path` save the summary and the per-epoch rows; `log_dir` writes
     TensorBoard scalars. Each epoch's figures are also added to the `logs`
     (`epoch_time`, `train_time`, `validation_time`, `steps_per_sec`, and
-    `samples_per_sec` when `batch_size` is given), so `History` and later
+    `samples_per_sec` when the batch size is known), so `History` and later
     callbacks see them.
+
+    Batch size: Keras does not tell callbacks the batch size. Give it as
+    `batch_size`, or let the code that chose it call `set_batch_size()`
+    before `fit` (FastModel does so for `batch_size="auto"`); without either,
+    samples per second and achieved FLOP/s are reported as n/a.
 
     Data wait: on torch, Keras fetches the next batch between one step's
     `on_train_batch_end` and the next `on_train_batch_begin`, so that gap is
@@ -100,13 +105,14 @@ class TimingProfiler(keras.callbacks.Callback):
 
     Args:
         mode: One of `"step"`, `"epoch"`. Defaults to `"step"`.
-        batch_size: Integer or `None`. The training batch size, for samples
-            per second and achieved FLOP/s (Keras does not tell callbacks).
-            Defaults to `None`.
+        batch_size: Integer or `None`. The global training batch size, for
+            samples per second and achieved FLOP/s. When given, it takes
+            precedence over `set_batch_size()`. Defaults to `None`.
         peak_flops: Number of FLOP/s, `"measure"` or `None`. The device peak
-            for utilization; `"measure"` runs a short matmul probe once, after
-            the first training run. `None` skips utilization. Defaults to
-            `"measure"`.
+            for utilization; `"measure"` runs a short matmul probe at the end
+            of the first training run of the process, and reuses its figure
+            after that (see `keras_fastrain.peak`). `None` skips utilization.
+            Defaults to `"measure"`.
         json_path: String or `None`. Where to save `summary()` as JSON at the
             end of training. Defaults to `None`.
         csv_path: String or `None`. Where to save one row per epoch as CSV.
@@ -127,17 +133,6 @@ class TimingProfiler(keras.callbacks.Callback):
     """
 
     SUPPORTED_MODES = ("step", "epoch")
-
-    def __new__(cls, *args, mode="step", **kwargs):
-        # The step mode is a subclass that adds the batch hooks, so that the
-        # epoch mode's class overrides none (Keras then keeps async dispatch).
-        if cls is TimingProfiler and mode == "step":
-            cls = _StepTimingProfiler
-        return super().__new__(cls)
-
-    def __getnewargs_ex__(self):
-        # copy.deepcopy and pickle rebuild through __new__: keep the mode.
-        return (), {"mode": self.mode}
 
     def __init__(
         self,
@@ -168,15 +163,59 @@ class TimingProfiler(keras.callbacks.Callback):
         if log_dir is not None:
             _require_tensorflow_for_tensorboard()
         self.verbose = check_int("verbose", verbose, minimum=0, maximum=1)
-        self._measured_peak = None
         self._summary = None
         self._writer = None
+        # Told by `set_batch_size()` before `fit`; on_train_begin takes it.
+        self._next_run_batch_size = None
         self._reset()
+
+    @property
+    def async_safe(self):
+        """Whether Keras may call the batch-end hooks on a worker thread.
+
+        True in epoch mode, where the batch hooks return at once; Keras then
+        keeps dispatching steps asynchronously (on backends where it does).
+        False in step mode, which reads the clock as each step ends.
+        """
+        # Keras's CallbackList keeps async dispatch for a callback that
+        # overrides batch-end hooks when `async_safe` is true (added in
+        # keras-team/keras#20284; checked on Keras 3.15.1).
+        return self.mode == "epoch"
+
+    def set_batch_size(self, batch_size):
+        """Tells the profiler the global batch size of the next training run.
+
+        For code that chooses the batch itself, such as FastModel with
+        `batch_size="auto"`: it calls this before `fit`. The value is taken
+        when that run begins (`on_train_begin`) and holds for that run only,
+        so a later `fit` whose caller tells nothing reports samples per second
+        as n/a rather than with a stale batch. A `batch_size` given to the
+        constructor takes precedence: this call then changes nothing.
+
+        Args:
+            batch_size: Integer >= 1. The global batch size (summed over all
+                workers) of the next training run.
+
+        Raises:
+            TypeError: if `batch_size` is not an integer.
+            ValueError: if `batch_size` is smaller than 1.
+
+        Example:
+
+        ```python
+        profiler = keras_fastrain.callbacks.TimingProfiler()
+        profiler.set_batch_size(256)
+        model.fit(x, y, batch_size=256, callbacks=[profiler])
+        ```
+        """
+        self._next_run_batch_size = check_int("batch_size", batch_size, 1)
 
     # --- Per-run state -------------------------------------------------------
 
     def _reset(self):
         self.epochs = []
+        self._run_batch_size = None
+        self._peak = None
         self._step_times = []  # per-step seconds of each step group after the first
         self._first_step = None
         self._in_train = False
@@ -186,9 +225,19 @@ class TimingProfiler(keras.callbacks.Callback):
         self._epoch_step_times = []
         self._epoch_steps = 0
         self._data_wait = 0.0
+        self._last_step_end = None
+        self._group_start = None
+        self._group_begin = 0
+
+    def _effective_batch_size(self):
+        return self.batch_size if self.batch_size is not None else self._run_batch_size
 
     def on_train_begin(self, logs=None):
         self._reset()
+        # set_batch_size() was called before `fit`, so before this hook: the
+        # value it left is this run's, and is used up here.
+        self._run_batch_size = self._next_run_batch_size
+        self._next_run_batch_size = None
         self._summary = None
         self._in_train = True
         if self.log_dir is not None and is_chief():
@@ -202,6 +251,35 @@ class TimingProfiler(keras.callbacks.Callback):
         self._epoch_steps = 0
         self._data_wait = 0.0
         self._epoch_start = time.perf_counter()
+        self._last_step_end = self._epoch_start
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.mode == "epoch":
+            return
+        now = time.perf_counter()
+        self._data_wait += now - self._last_step_end
+        self._group_start = now
+        self._group_begin = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.mode == "epoch":
+            return
+        # Keras has made `logs` Python numbers: the step's device work is done.
+        now = time.perf_counter()
+        # With steps_per_execution > 1 one call covers several steps; Keras
+        # reports the group's nominal last index even where the epoch's data
+        # ran out before it, so it is capped at the epoch's last step.
+        total = self.params.get("steps") if self.params else None
+        last = min(batch, total - 1) if total else batch
+        steps = last - self._group_begin + 1
+        per_step = (now - self._group_start) / steps
+        if self._first_step is None:
+            self._first_step = now - self._group_start
+        else:
+            self._step_times.append(per_step)
+        self._epoch_step_times.append(per_step)
+        self._epoch_steps += steps
+        self._last_step_end = now
 
     def on_test_begin(self, logs=None):
         if self._in_train:
@@ -228,6 +306,7 @@ class TimingProfiler(keras.callbacks.Callback):
         train_time = epoch_time - self._validation_time
         steps = self._epoch_steps or self.params.get("steps")
         steps_per_sec = steps / train_time if steps else None
+        batch_size = self._effective_batch_size()
         row = {
             "epoch": epoch + 1,
             "epoch_time": epoch_time,
@@ -235,9 +314,7 @@ class TimingProfiler(keras.callbacks.Callback):
             "validation_time": self._validation_time,
             "steps": steps,
             "steps_per_sec": steps_per_sec,
-            "samples_per_sec": (
-                steps_per_sec * self.batch_size if steps_per_sec and self.batch_size else None
-            ),
+            "samples_per_sec": steps_per_sec * batch_size if steps_per_sec and batch_size else None,
             **step_statistics(self._epoch_step_times),
             "data_wait": self._data_wait if self._records_data_wait() else None,
         }
@@ -248,10 +325,13 @@ class TimingProfiler(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self.peak_flops == "measure" and self._measured_peak is None:
-            self._measured_peak = measure_peak_flops(
+        if self.peak_flops == "measure":
+            # Measured once per process and dtype; later runs read the figure.
+            self._peak = measure_peak_flops(
                 dtype=getattr(self.model.dtype_policy, "compute_dtype", None)
             )
+        else:
+            self._peak = self.peak_flops
         self._summary = self._build_summary()
         if not is_chief():
             return
@@ -279,28 +359,37 @@ class TimingProfiler(keras.callbacks.Callback):
         return self._summary
 
     def _records_data_wait(self):
-        return False
+        return self.mode == "step" and keras.backend.backend() == "torch"
 
     def _data_wait_info(self):
         if self.mode == "epoch":
             return {"available": False, "reason": EPOCH_MODE_REASON}
-        reason = DATA_WAIT_UNAVAILABLE.get(
-            keras.backend.backend(),
-            "this backend's fit loop is not known to fetch data between batch hooks",
-        )
-        return {"available": False, "reason": reason}
+        if not self._records_data_wait():
+            reason = DATA_WAIT_UNAVAILABLE.get(
+                keras.backend.backend(),
+                "this backend's fit loop is not known to fetch data between batch hooks",
+            )
+            return {"available": False, "reason": reason}
+        waited = sum(row["data_wait"] for row in self.epochs)
+        train_time = sum(row["train_time"] for row in self.epochs)
+        return {
+            "available": True,
+            "seconds": waited,
+            "fraction": waited / train_time if train_time > 0 else None,
+            "note": "time between steps: waiting for the next batch, plus other "
+            "callbacks' batch hooks",
+        }
 
     def _steady_state(self):
         rows = self.epochs[1:] if len(self.epochs) > 1 else self.epochs
         train_time = sum(row["train_time"] for row in rows)
         steps = sum(row["steps"] or 0 for row in rows)
         steps_per_sec = steps / train_time if steps and train_time > 0 else None
+        batch_size = self._effective_batch_size()
         return {
             "epochs": [row["epoch"] for row in rows],
             "steps_per_sec": steps_per_sec,
-            "samples_per_sec": (
-                steps_per_sec * self.batch_size if steps_per_sec and self.batch_size else None
-            ),
+            "samples_per_sec": steps_per_sec * batch_size if steps_per_sec and batch_size else None,
             **step_statistics(self._step_times),  # the first step is not in it
         }
 
@@ -311,7 +400,7 @@ class TimingProfiler(keras.callbacks.Callback):
         total_params = sum(layer.params for layer in layers)
         train = forward * flops_module.TRAIN_FLOPS_PER_FORWARD_FLOP
         achieved = train * samples_per_sec if samples_per_sec else None
-        peak = self.peak_flops if self.peak_flops != "measure" else self._measured_peak
+        peak = self._peak
         return {
             "forward_flops_per_sample": forward,
             "train_flops_per_sample": train,
@@ -348,7 +437,7 @@ class TimingProfiler(keras.callbacks.Callback):
             "jit_compile": bool(getattr(self.model, "jit_compile", False)),
             "steps_per_execution": getattr(self.model, "steps_per_execution", 1),
             "mode": self.mode,
-            "batch_size": self.batch_size,
+            "batch_size": self._effective_batch_size(),
             "epochs": self.epochs,
             "first_step_seconds": self._first_step,
             "first_epoch_seconds": self.epochs[0]["train_time"] if self.epochs else None,
@@ -378,56 +467,6 @@ class TimingProfiler(keras.callbacks.Callback):
                 if row[key] is not None:
                     tf.summary.scalar(f"timing/{key}", row[key], step=row["epoch"])
         self._writer.flush()
-
-
-class _StepTimingProfiler(TimingProfiler):
-    """TimingProfiler in step mode: adds the batch hooks that time each step."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        super().on_epoch_begin(epoch, logs)
-        self._last_step_end = self._epoch_start
-        self._group_start = None
-        self._group_begin = 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        now = time.perf_counter()
-        self._data_wait += now - self._last_step_end
-        self._group_start = now
-        self._group_begin = batch
-
-    def on_train_batch_end(self, batch, logs=None):
-        # Keras has made `logs` Python numbers: the step's device work is done.
-        now = time.perf_counter()
-        # With steps_per_execution > 1 one call covers several steps; Keras
-        # reports the group's nominal last index even where the epoch's data
-        # ran out before it, so it is capped at the epoch's last step.
-        total = self.params.get("steps") if self.params else None
-        last = min(batch, total - 1) if total else batch
-        steps = last - self._group_begin + 1
-        per_step = (now - self._group_start) / steps
-        if self._first_step is None:
-            self._first_step = now - self._group_start
-        else:
-            self._step_times.append(per_step)
-        self._epoch_step_times.append(per_step)
-        self._epoch_steps += steps
-        self._last_step_end = now
-
-    def _records_data_wait(self):
-        return keras.backend.backend() == "torch"
-
-    def _data_wait_info(self):
-        if not self._records_data_wait():
-            return super()._data_wait_info()
-        waited = sum(row["data_wait"] for row in self.epochs)
-        train_time = sum(row["train_time"] for row in self.epochs)
-        return {
-            "available": True,
-            "seconds": waited,
-            "fraction": waited / train_time if train_time > 0 else None,
-            "note": "time between steps: waiting for the next batch, plus other "
-            "callbacks' batch hooks",
-        }
 
 
 def _require_tensorflow_for_tensorboard():
