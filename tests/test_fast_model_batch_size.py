@@ -1,6 +1,7 @@
 """FastModel's batch size: searched (`batch_size="auto"`) and grown
 (`AdaptiveBatchSize` on plain arrays), on the session's backend."""
 
+import json
 import math
 
 import keras
@@ -14,7 +15,7 @@ from keras_fastrain.batching import (
     ResizableDataset,
     TFDataBatches,
 )
-from keras_fastrain.callbacks import AdaptiveBatchSize
+from keras_fastrain.callbacks import AdaptiveBatchSize, BackupAndRestore
 
 pytestmark = pytest.mark.smoke
 QUICK = {"max_trials": 4, "steps_per_trial": 2}
@@ -258,3 +259,49 @@ def test_tensorflow_trains_a_growing_batch_without_xla_then_turns_it_back_on(dig
     assert seen.jit_compile is False
     assert model.jit_compile is True
     assert "XLA fuses" in model.choices["jit_compile"].reason
+
+
+class _InterruptAtEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+def test_an_interrupted_run_resumes_at_the_batch_it_had_grown_to(digits, tmp_path):
+    (x, y), _ = digits
+    schedule = {1: 2, 3: 2}
+    fit_args = {"batch_size": 32, "epochs": 5, "verbose": 0}
+    whole = digits_model().fit(x, y, callbacks=[AdaptiveBatchSize(schedule=schedule)], **fit_args)
+    assert whole.history["batch_size"] == [32, 64, 64, 128, 128]
+
+    first = AdaptiveBatchSize(schedule=schedule)
+    model = digits_model()
+    backup = BackupAndRestore(str(tmp_path), callbacks=[first])
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, callbacks=[backup, first, _InterruptAtEpoch(3)], **fit_args)
+    (saved,) = json.loads((tmp_path / "callback_states.json").read_text()).values()
+    assert saved["batch_size"] == 64  # the backup of epoch 3's end
+
+    # A new process builds new callbacks: the batch comes from the backup.
+    second = AdaptiveBatchSize(schedule=schedule)
+    resumed = model.fit(
+        x, y, callbacks=[second, BackupAndRestore(str(tmp_path), callbacks=[second])], **fit_args
+    )
+    assert resumed.history["batch_size"] == [128, 128]  # epochs 4 and 5
+    assert [change[:2] for change in second.changes] == [(1, 64), (3, 128)]
+
+
+def test_adaptive_batch_size_state_is_json_and_restores_into_a_fresh_callback(digits):
+    (x, y), _ = digits
+    grow = AdaptiveBatchSize(schedule={1: 4})
+    digits_model().fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[grow])
+    state = json.loads(json.dumps(grow.get_state()))
+    assert state["batch_size"] == 64 and state["changes"][0][:2] == [1, 64]
+    fresh = AdaptiveBatchSize(schedule={1: 4})
+    fresh.set_state(state)
+    history = digits_model().fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[fresh])
+    assert history.history["batch_size"] == [64]

@@ -141,6 +141,8 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self._searched_max = None  # see limit_to_search
         self._feeders = 1
         self._noise_scale = None  # the last estimate, in samples
+        self._restored = None  # a state from set_state, applied when the run begins
+        self._running = False
 
     def limit_to_search(self, batch_size):
         """Bounds growth by a batch-size search's result, or by none again
@@ -169,6 +171,9 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self._feeders = 1 if self._engine.feeds_global_batch() else self._engine.size
         self._noise_scale = None
         self._rng = np.random.default_rng(self._engine.rank)
+        self._running = True
+        if self._restored is not None:
+            self._apply_state(self._restored)
         if self.learning_rate_rule is not None and rate_comes_from_schedule(self.model.optimizer):
             raise ValueError(
                 "AdaptiveBatchSize scales the learning rate, and this optimizer takes "
@@ -193,6 +198,38 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self.changes.append((epoch, new, rate))
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: batch size {old} -> {new}, learning rate {rate:.3g}.")
+
+    def on_train_end(self, logs=None):
+        self._running = False
+        self._restored = None
+
+    def get_state(self):
+        """The state a resumed run needs, JSON-serializable: the global
+        batch size reached, the changes made, and the last noise scale
+        (`keras_fastrain.callbacks.BackupAndRestore` saves it with every
+        backup; the learning rate is the optimizer's, in the backup)."""
+        noise = self._noise_scale
+        return {
+            "batch_size": self.batch_size,
+            "changes": [[int(e), int(b), float(r)] for e, b, r in self.changes],
+            "noise_scale": None if noise is None else float(noise),
+        }
+
+    def set_state(self, state):
+        """Restores what `get_state` returned: the run that begins (or is
+        running) continues at the batch size the interrupted one reached."""
+        self.changes = [tuple(change) for change in state.get("changes", [])]
+        self._restored = dict(state)
+        if self._running:  # set_state came after this callback's on_train_begin
+            self._apply_state(self._restored)
+
+    def _apply_state(self, state):
+        batch = state.get("batch_size")
+        if batch and self.data is not None and batch != self.batch_size:
+            self.data.batch_size = max(1, int(batch) // self._feeders)
+            _keras_internals.set_running_fit_steps(self.data.num_batches)
+        if state.get("noise_scale") is not None:
+            self._noise_scale = float(state["noise_scale"])
 
     def _limit(self):
         """The largest global batch growth may reach."""
