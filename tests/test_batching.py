@@ -11,17 +11,16 @@ import pytest
 from keras_fastrain import _keras_internals
 from keras_fastrain.batching import (
     BatchSizeFinder,
-    DoesNotFit,
+    DoesNotFitError,
     ResizableDataset,
-    find_batch_size,
-    search_batch_size,
 )
+from keras_fastrain.batching.finder import find_batch_size
 from keras_fastrain.batching.noise_scale import (
     NoiseScaleEstimate,
     noise_scale_from_norms,
     split_gradient_sq_norms,
 )
-from keras_fastrain.batching.search import OUT_OF_MEMORY
+from keras_fastrain.batching.search import OUT_OF_MEMORY, search_batch_size
 from keras_fastrain.callbacks import AdaptiveBatchSize
 
 pytestmark = pytest.mark.smoke
@@ -46,7 +45,7 @@ def saturating_curve(overhead=0.01, per_sample=1e-5, memory_limit=None, log=None
         if log is not None:
             log.append(batch_size)
         if memory_limit is not None and batch_size > memory_limit:
-            raise DoesNotFit(OUT_OF_MEMORY, "synthetic")
+            raise DoesNotFitError(OUT_OF_MEMORY, "synthetic")
         return overhead + per_sample * batch_size
 
     return measure
@@ -364,3 +363,16 @@ def test_replica_batches_read_the_current_batch_size_on_every_pass():
     served = [(x.numpy().tolist(), y.numpy().tolist()) for x, y in batches]
     assert served == [([0, 1, 2, 3, 4], [0, 1, 2, 3, 4]), ([5, 6, 7, 8, 9], [5, 6, 7, 8, 9])]
     assert (data.begun, data.ended) == (2, 1)  # a pass ends as the next one begins
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("DoesNotFit", "DoesNotFitError"), ("Trial", "BatchSizeTrial"), ("find_batch_size", None)],
+)
+def test_the_0_1_names_still_import_with_a_deprecation_warning(old, new):
+    import keras_fastrain.batching as batching
+
+    with pytest.warns(DeprecationWarning, match=f"batching.{old} is deprecated"):
+        value = getattr(batching, old)
+    assert value is (getattr(batching, new) if new else find_batch_size)
+    assert old not in batching.__all__

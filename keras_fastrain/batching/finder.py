@@ -34,7 +34,7 @@ from keras_fastrain.batching import memory
 from keras_fastrain.batching.search import (
     OUT_OF_MEMORY,
     OVER_BUDGET,
-    DoesNotFit,
+    DoesNotFitError,
     search_batch_size,
 )
 from keras_fastrain.devices import host_array, list_devices
@@ -151,7 +151,7 @@ class BatchSizeFinder:
             estimate = local * per_sample
             too_big = budget is not None and estimate > budget
             if any_worker(too_big):
-                raise DoesNotFit(
+                raise DoesNotFitError(
                     OVER_BUDGET, f"~{estimate / 2**20:,.0f} MiB > {budget / 2**20:,.0f} MiB"
                 )
             try:
@@ -163,7 +163,7 @@ class BatchSizeFinder:
                 seconds, out_of_memory = None, _first_line(error)
                 memory.release_cached_memory()
             if any_worker(bool(out_of_memory)):
-                raise DoesNotFit(OUT_OF_MEMORY, out_of_memory)
+                raise DoesNotFitError(OUT_OF_MEMORY, out_of_memory)
             if engine.size > 1:  # every worker waits for the slowest
                 seconds = float(engine.allreduce(float(seconds), "max"))
             return seconds

@@ -22,10 +22,10 @@ OUT_OF_MEMORY = "out of memory"
 OVER_BUDGET = "over memory budget"
 
 
-class DoesNotFit(Exception):
+class DoesNotFitError(Exception):
     """Raised by a `measure` function when a batch cannot run.
 
-    `search_batch_size` records the batch as a `Trial` with this status
+    `search_batch_size` records the batch as a `BatchSizeTrial` with this status
     and detail, and goes on.
 
     Args:
@@ -44,7 +44,7 @@ class DoesNotFit(Exception):
         try:
             return time_one_step(batch_size)  # seconds per step
         except MemoryError as error:
-            raise keras_fastrain.batching.DoesNotFit(OUT_OF_MEMORY, str(error))
+            raise keras_fastrain.batching.DoesNotFitError(OUT_OF_MEMORY, str(error))
     ```
     """
 
@@ -55,7 +55,7 @@ class DoesNotFit(Exception):
 
 
 @dataclasses.dataclass
-class Trial:
+class BatchSizeTrial:
     """One measured batch size.
 
     Its `samples_per_second` property is `batch_size / seconds_per_step`,
@@ -72,7 +72,7 @@ class Trial:
     Example:
 
     ```python
-    search = keras_fastrain.batching.find_batch_size(model, x_train, y_train)
+    search = keras_fastrain.batching.BatchSizeFinder().find(model, x_train, y_train)
     for trial in search.trials:
         print(trial.batch_size, trial.status, trial.samples_per_second)
     ```
@@ -104,13 +104,13 @@ class BatchSizeSearch:
             the highest throughput: the one to train with.
         max_batch_size: Integer. The largest measured batch that fitted:
             where growth during training stops.
-        trials: List of every `Trial`, in the order measured.
+        trials: List of every `BatchSizeTrial`, in the order measured.
         margin: Float. The relative throughput margin used.
 
     Example:
 
     ```python
-    search = keras_fastrain.batching.find_batch_size(model, x_train, y_train)
+    search = keras_fastrain.batching.BatchSizeFinder().find(model, x_train, y_train)
     print(search.table())
     print(search.batch_size, search.fastest, search.max_batch_size)
     model.fit(x_train, y_train, batch_size=search.batch_size)
@@ -173,7 +173,7 @@ def search_batch_size(
 
     Args:
         measure: Callable `measure(batch_size) -> seconds_per_step`; raises
-            `DoesNotFit` when the batch cannot run.
+            `DoesNotFitError` when the batch cannot run.
         min_batch_size: Integer. The first candidate.
         max_batch_size: Integer or `None`. No candidate above it.
         max_trials: Integer >= 1. At most this many measurements.
@@ -190,13 +190,13 @@ def search_batch_size(
     Example:
 
     ```python
-    from keras_fastrain.batching import DoesNotFit, search_batch_size
+    from keras_fastrain.batching.search import DoesNotFitError, search_batch_size
     from keras_fastrain.batching.search import OUT_OF_MEMORY
 
 
     def measure(batch_size):  # a made-up device: 2 ms per step plus 10 us a sample
         if batch_size > 1000:
-            raise DoesNotFit(OUT_OF_MEMORY)
+            raise DoesNotFitError(OUT_OF_MEMORY)
         return 0.002 + 1e-5 * batch_size
 
 
@@ -208,9 +208,9 @@ def search_batch_size(
 
     def run(batch_size):
         try:
-            trial = Trial(batch_size, OK, float(measure(batch_size)))
-        except DoesNotFit as error:
-            trial = Trial(batch_size, error.status, detail=error.detail)
+            trial = BatchSizeTrial(batch_size, OK, float(measure(batch_size)))
+        except DoesNotFitError as error:
+            trial = BatchSizeTrial(batch_size, error.status, detail=error.detail)
         trials[batch_size] = trial
         return trial
 
