@@ -23,7 +23,10 @@ from keras_fastrain.callbacks import (
 from keras_fastrain.pruning import ConstantSparsity, PruningSummaries, UpdatePruningStep
 from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.tuner import (
+    BayesianOptimization,
+    BudgetedOracle,
     FastHyperModel,
+    FastTuner,
     GridSearch,
     Hyperband,
     RandomSearch,
@@ -96,21 +99,64 @@ def test_fast_hypermodel_builds_under_the_trials_precision_and_restores_the_poli
     assert keras.config.dtype_policy().name == "float32"
 
 
-@pytest.mark.parametrize("rule, factor", [("sqrt", 2.0), ("linear", 4.0), ("none", 1.0)])
-def test_fast_hypermodel_fits_at_the_trials_batch_with_the_scaled_rate(data, rule, factor):
+@pytest.mark.parametrize(
+    "rule, value, factor",
+    [("sqrt", "sqrt", 2.0), ("linear", "linear", 4.0), (None, "none", 1.0), ("none", "none", 1.0)],
+)
+def test_fast_hypermodel_fits_at_the_trials_batch_with_the_scaled_rate(data, rule, value, factor):
     x, y, _ = data
     hypermodel = FastHyperModel(build_plain, batch_sizes=(128,), learning_rate_rules=(rule,))
+    assert hypermodel.learning_rate_rules == (None if rule == "none" else rule,)
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
     steps = []
     count = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: steps.append(1))
     history = hypermodel.fit(hp, model, x, y, epochs=1, verbose=0, callbacks=[count])
-    assert hp.values["batch_size"] == 128 and hp.values["learning_rate_rule"] == rule
+    # A KerasTuner Choice cannot hold None: the hyperparameter spells it "none".
+    assert hp.values["batch_size"] == 128 and hp.values["learning_rate_rule"] == value
     assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(
         1e-3 * factor, rel=1e-5
     )
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == SUBSET // 128
     assert len(history.history["loss"]) == 1 and steps == [1]
+
+
+def test_the_rule_none_is_one_choice_and_keeps_the_rate_of_a_growing_batch(data):
+    x, y, _ = data
+    hypermodel = FastHyperModel(
+        build_plain,
+        batch_sizes=(32,),
+        adaptive_batch=(True,),
+        learning_rate_rules=(None, "none", "sqrt"),
+    )
+    assert hypermodel.learning_rate_rules == (None, "sqrt")
+    hp = keras_tuner.HyperParameters()
+    hypermodel.declare_hyperparameters(hp)
+    (choice,) = [h for h in hp.space if h.name == "learning_rate_rule"]
+    assert choice.values == ["none", "sqrt"]
+    hp.values["learning_rate_rule"] = "none"
+    model = hypermodel.build(hp)
+    history = hypermodel.fit(hp, model, x, y, epochs=3, verbose=0)
+    assert history.history["batch_size"] == [32, 64, 128]
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(1e-3)
+
+
+def test_a_rate_schedule_is_refused_unless_the_rule_is_none(data):
+    x, y, _ = data
+
+    def build(hp):
+        model = keras.Sequential(digit_layers())
+        schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)
+        model.compile(keras.optimizers.SGD(schedule), "sparse_categorical_crossentropy")
+        return model
+
+    hp = keras_tuner.HyperParameters()
+    scaled = FastHyperModel(build, batch_sizes=(128,))
+    with pytest.raises(ValueError, match=r"learning_rate_rules=\(None,\)"):
+        scaled.fit(hp, scaled.build(hp), x, y, epochs=1, verbose=0)
+    kept = FastHyperModel(build, batch_sizes=(128,), learning_rate_rules=(None,))
+    hp = keras_tuner.HyperParameters()
+    assert "loss" in kept.fit(hp, kept.build(hp), x, y, epochs=1, verbose=0).history
 
 
 def test_an_adaptive_trial_grows_its_batch_every_epoch(data):
@@ -130,7 +176,7 @@ def test_fast_hypermodel_rejects_bad_arguments_by_name():
         FastHyperModel(build_plain, batch_sizes=64)
     with pytest.raises(ValueError, match="batch_sizes"):
         FastHyperModel(build_plain, batch_sizes=(0,))
-    with pytest.raises(ValueError, match=r"learning_rate_rules.*cubic"):
+    with pytest.raises(ValueError, match=r"learning_rate_rules.*cubic.*'sqrt', None"):
         FastHyperModel(build_plain, learning_rate_rules=("cubic",))
     with pytest.raises(ValueError, match="final_sparsities"):
         FastHyperModel(build_plain, final_sparsities=(1.0,))
@@ -333,13 +379,17 @@ def test_the_budget_stops_the_running_trial_and_starts_no_other(data, tmp_path):
         hypermodel,
         objective="val_accuracy",
         max_trials=20,
-        max_duration=6,
+        max_duration=4,
         directory=str(tmp_path),
         project_name="budget",
     )
     tuner.search(x, y, validation_data=validation, epochs=10_000, verbose=0)
+    first = len(tuner.oracle.trials)
+    assert 1 <= first < 20 and tuner.oracle.budget is tuner.budget
+    # A search run again has its own budget: it starts trials, and stops.
+    tuner.search(x, y, validation_data=validation, epochs=10_000, verbose=0)
     trials = list(tuner.oracle.trials.values())
-    assert 1 <= len(trials) < 20
+    assert first < len(trials) < 20
     assert all(t.status == "COMPLETED" for t in trials)
     last = trials[-1]
     assert 1 <= len(trial_profile(tuner, last.trial_id)["epochs"]) < 10_000
@@ -353,6 +403,113 @@ def test_the_budget_stops_the_running_trial_and_starts_no_other(data, tmp_path):
     path = os.path.join(tuner.get_trial_dir(last.trial_id), "timing_profile.json")
     with open(path) as profile:
         assert json.load(profile)["batch_size"] == 32
+
+
+class FakeClock:
+    """`time.monotonic` for the budget: moved by hand, or `step` at every read."""
+
+    def __init__(self, step=0.0):
+        self.now, self.step = 1000.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def test_a_budgeted_oracle_hands_out_no_trial_once_the_budget_is_spent(monkeypatch, tmp_path):
+    from keras_fastrain.tuner import budget as budget_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(budget_module.time, "monotonic", clock)
+    tuner = RandomSearch(
+        FastHyperModel(build_plain, batch_sizes=(16, 32, 64, 128)),  # 8 points, not 2
+        objective="val_accuracy",
+        max_trials=10,
+        max_duration=60,
+        directory=str(tmp_path),
+    )
+    oracle = tuner.oracle
+    assert isinstance(oracle, BudgetedOracle) and oracle.budget is None  # set by search
+    assert oracle.create_trial("a").status == "RUNNING"  # no budget: as RandomSearch
+    oracle.budget = SearchBudget(60)
+    assert oracle.create_trial("b").status == "RUNNING"
+    clock.now += 61
+    assert oracle.create_trial("c").status == "STOPPED"
+    oracle.budget = SearchBudget(60)  # a search run again counts anew
+    assert oracle.create_trial("d").status == "RUNNING"
+    assert len(oracle.trials) == 3
+
+
+@pytest.mark.parametrize(
+    "ours, theirs, arguments",
+    [
+        (RandomSearch, keras_tuner.RandomSearch, {"max_trials": 3, "seed": 5}),
+        (GridSearch, keras_tuner.GridSearch, {"seed": 5}),
+        (BayesianOptimization, keras_tuner.BayesianOptimization, {"alpha": 1e-3, "seed": 5}),
+        (Hyperband, keras_tuner.Hyperband, {"max_epochs": 4, "factor": 2, "seed": 5}),
+    ],
+)
+def test_the_stock_tuners_build_their_oracle_as_keras_tuner_does(ours, theirs, arguments, tmp_path):
+    def tuner(cls, name):  # positional hypermodel and objective, as KerasTuner's take them
+        return cls(build_plain, "val_loss", directory=str(tmp_path), project_name=name, **arguments)
+
+    mine, stock = tuner(ours, "ours").oracle, tuner(theirs, "stock").oracle
+    assert isinstance(mine, BudgetedOracle) and isinstance(mine, type(stock))
+    assert vars(mine).keys() == vars(stock).keys()
+    for name, value in vars(stock).items():
+        if isinstance(value, (int, float, str, dict, list, set, keras_tuner.Objective)):
+            assert vars(mine)[name] == value or name == "_project_name", name
+    assert mine.hyperparameters.values == stock.hyperparameters.values == {"units": 16}
+
+
+def test_a_tuner_of_your_own_needs_a_budgeted_oracle_for_a_budget(data, tmp_path, monkeypatch):
+    from keras_fastrain.tuner import budget as budget_module
+
+    x, y, validation = data
+
+    class MyTuner(FastTuner, keras_tuner.Tuner):
+        pass
+
+    class MyOracle(BudgetedOracle, keras_tuner.oracles.RandomSearchOracle):
+        pass
+
+    def make(oracle, max_duration, name):
+        return MyTuner(
+            oracle=oracle,
+            hypermodel=FastHyperModel(build_plain),
+            max_duration=max_duration,
+            directory=str(tmp_path),
+            project_name=name,
+        )
+
+    plain = keras_tuner.oracles.RandomSearchOracle("val_accuracy", max_trials=1)
+    with pytest.raises(TypeError, match=r"RandomSearchOracle.*max_duration=60.*BudgetedOracle"):
+        make(plain, 60, "plain")
+    assert make(plain, None, "unlimited").oracle is plain
+    tuner = make(MyOracle("val_accuracy", max_trials=3), 60, "mine")
+    monkeypatch.setattr(budget_module.time, "monotonic", FakeClock(step=61))  # spent at once
+    tuner.search(x, y, validation_data=validation, epochs=1, verbose=0)
+    assert tuner.oracle.budget is tuner.budget and tuner.oracle.trials == {}
+
+    class MyRandomSearch(FastTuner, keras_tuner.RandomSearch):
+        pass
+
+    mixed = MyRandomSearch(
+        build_plain, "val_accuracy", max_duration=60, directory=str(tmp_path), project_name="rs"
+    )
+    assert isinstance(mixed.oracle, BudgetedOracle) and isinstance(mixed, keras_tuner.RandomSearch)
+
+
+def test_every_tuner_module_declares_its_public_names():
+    import importlib
+
+    for name in ("budget", "hypermodel", "objective", "profiles", "tuners", ""):
+        module = importlib.import_module("keras_fastrain.tuner" + (f".{name}" if name else ""))
+        namespace = {}
+        exec(f"from {module.__name__} import *", namespace)
+        assert set(namespace) - {"__builtins__"} == set(module.__all__), module.__name__
+        assert all(getattr(module, public) is not None for public in module.__all__)
+    assert not hasattr(SearchBudget, "guard")  # it monkey-patched the oracle
 
 
 def test_search_budget_checks_its_argument_and_counts_down():

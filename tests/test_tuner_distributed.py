@@ -16,13 +16,14 @@ from keras_fastrain.distribute.local_launch import free_ports
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "tune_worker.py")
 TIMEOUT = 300
+NAMES = ("chief", "tuner0")
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() == "torch", reason="the torch suite runs the smoke tests only"
 )
 
 
-def start(tuner_id, port, directory, log):
+def start(tuner_id, port, directory, log, max_duration=600):
     environ = {
         **os.environ,
         "KERASTUNER_ORACLE_IP": "127.0.0.1",
@@ -30,7 +31,7 @@ def start(tuner_id, port, directory, log):
         "KERASTUNER_TUNER_ID": tuner_id,
     }
     return subprocess.Popen(
-        [sys.executable, SCRIPT, str(directory)],
+        [sys.executable, SCRIPT, str(directory), str(max_duration)],
         env=environ,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -73,3 +74,33 @@ def test_a_chief_and_two_workers_run_every_trial_once(tmp_path):
         assert trial["status"] == "COMPLETED"
         assert trial["metrics"]["metrics"]["time_to_val_accuracy"]
         assert (project / f"trial_{trial_id}" / "timing_profile.json").exists()
+
+
+def test_the_chiefs_spent_budget_stops_its_worker_and_itself(tmp_path):
+    # The chief's oracle (a BudgetedOracle) answers "STOPPED" once the
+    # chief's budget is spent, here at once: the worker runs no trial and
+    # ends, and the chief, with no worker left, ends by itself. One worker
+    # only: KerasTuner's chief leaves when no worker it has seen is left, so
+    # a second one asking later could find no chief.
+    (port,) = free_ports(1)
+    with contextlib.ExitStack() as files:
+        logs = {name: files.enter_context(open(tmp_path / f"{name}.log", "w")) for name in NAMES}
+        chief = start("chief", port, tmp_path, logs["chief"], max_duration=1e-6)
+        time.sleep(1)
+        worker = start("tuner0", port, tmp_path, logs["tuner0"], max_duration=1e-6)
+        try:
+            worker.wait(timeout=TIMEOUT)
+            chief.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            for process in (worker, chief):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    outputs = {name: (tmp_path / f"{name}.log").read_text() for name in NAMES}
+    failure = f"worker:\n{outputs['tuner0'][-3000:]}\nchief:\n{outputs['chief'][-3000:]}"
+    assert (worker.returncode, chief.returncode) == (0, 0), failure
+    results = [line for line in outputs["tuner0"].splitlines() if "RESULT " in line]
+    assert json.loads(results[0].split("RESULT ", 1)[1])["ran"] == [], failure
+    assert not list((tmp_path / "distributed").glob("trial_*")), failure

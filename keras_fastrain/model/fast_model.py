@@ -434,7 +434,7 @@ def _check_parts(parts):
 
 def _share_batch_size(plan):
     """Tells every callback that asks (`set_batch_size`) the run's global batch."""
-    if plan.global_batch_size is None:
+    if plan.global_batch_size is None or plan.batch_size_varies:
         return
     for callback in plan.callbacks:
         set_batch_size = getattr(callback, "set_batch_size", None)

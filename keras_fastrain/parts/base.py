@@ -167,7 +167,9 @@ class RunPlan(_Plan):
             until the workers' part gives each worker its share).
         global_batch_size: Integer or `None`. The global batch of the run,
             once decided; callbacks that need it get it through their
-            `set_batch_size` method.
+            `set_batch_size` method, unless `batch_size_varies`.
+        batch_size_varies: Bool. Whether the batch changes during the run
+            (a growing batch): then no callback is told one batch size.
         kwargs: Dict of Keras's other arguments (`epochs`, `callbacks`,
             `validation_data`, ...).
         results: List of functions applied, in order, to what Keras returns.
@@ -181,6 +183,7 @@ class RunPlan(_Plan):
         self.y = y
         self.batch_size = batch_size
         self.global_batch_size = None
+        self.batch_size_varies = False
         self.kwargs = kwargs
         if isinstance(kwargs.get("callbacks"), (list, tuple)):
             kwargs["callbacks"] = list(kwargs["callbacks"])  # the user's list stays as given

@@ -59,6 +59,7 @@ class BatchSizePart(Part):
         if plan.method != "fit":
             return
         growth = _growth(plan)
+        plan.batch_size_varies = bool(growth)
         _plan_batches(plan, growth)
         for callback in growth:
             _give_data(callback, plan.x)

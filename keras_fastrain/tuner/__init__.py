@@ -5,7 +5,8 @@ search in time, and tune for the time to reach an accuracy.
   growing batch, learning-rate rule, augmentation strength, pruning
   sparsity, precision) as hyperparameters of your own model.
 - `objective.py`: `TimeToAccuracy`, minimise the seconds to a target.
-- `budget.py`: `SearchBudget`, the whole search stops after a given time.
+- `budget.py`: `SearchBudget`, the whole search stops after a given time,
+  and `BudgetedOracle`, the oracle side of it for a tuner of your own.
 - `tuners.py`: `FastTuner`, which adds those to any tuner, and
   `RandomSearch`, `BayesianOptimization`, `Hyperband`, `GridSearch` with it.
 - `profiles.py`: each trial's `TimingProfiler` summary, and `speed_report`.
@@ -20,7 +21,7 @@ except ImportError as error:  # the extra is not installed
         f"keras_fastrain.tuner needs KerasTuner: pip install 'keras-fastrain[tuner]' ({error})."
     ) from error
 
-from keras_fastrain.tuner.budget import SearchBudget
+from keras_fastrain.tuner.budget import BudgetedOracle, SearchBudget
 from keras_fastrain.tuner.hypermodel import FastHyperModel
 from keras_fastrain.tuner.objective import TimeToAccuracy, TimeToTargetLogger
 from keras_fastrain.tuner.profiles import speed_report, trial_profile
@@ -34,6 +35,7 @@ from keras_fastrain.tuner.tuners import (
 
 __all__ = [
     "BayesianOptimization",
+    "BudgetedOracle",
     "FastHyperModel",
     "FastTuner",
     "GridSearch",

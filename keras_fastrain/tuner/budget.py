@@ -1,8 +1,10 @@
 """`SearchBudget`: a whole KerasTuner search stops after a given time.
 
-Asked for in keras-tuner#249. Two parts, both driven by one clock started
+Asked for in keras-tuner#249. Three parts, all driven by one clock started
 when `search` is called:
-- the oracle hands out no trial once the budget is spent (with KerasTuner's
+- the oracle hands out no trial once the budget is spent: a
+  `BudgetedOracle` answers `populate_space`, KerasTuner's documented place
+  for an oracle to end the search, with `"STOPPED"` (with KerasTuner's
   chief/worker mode, the chief's oracle answers every worker, so all stop);
 - the trial running at that moment is stopped at the budget by a
   `BudgetStopper` (the check of `keras_fastrain.callbacks.EarlyStopping`'s
@@ -20,10 +22,11 @@ import datetime
 import time
 
 import keras
-import keras_tuner
 from keras_tuner.engine.trial import TrialStatus
 
 from keras_fastrain.validation import check_float
+
+__all__ = ["BudgetStopper", "BudgetedOracle", "SearchBudget"]
 
 
 class SearchBudget:
@@ -59,6 +62,7 @@ class SearchBudget:
         return max(0.0, self.max_duration - (time.monotonic() - self._start))
 
     def spent(self):
+        """Whether the time is up (never without a limit)."""
         return self.max_duration is not None and self.remaining() <= 0
 
     def stopper(self):
@@ -70,28 +74,43 @@ class SearchBudget:
             return None
         return BudgetStopper(self)
 
-    def guard(self, oracle):
-        """Makes `oracle` hand out no trial once the budget is spent.
 
-        KerasTuner's `Oracle.populate_space` is the documented place where
-        an oracle answers `{"status": "STOPPED"}` to end the search; this
-        wraps the given oracle's own. An `OracleClient` (a worker of a
-        distributed search) is left as it is: its chief decides.
-        """
-        if not isinstance(oracle, keras_tuner.Oracle) or self.max_duration is None:
-            return
-        populate_space = oracle.populate_space
-        if getattr(populate_space, "budget", None) is not None:  # a search run again
-            populate_space = populate_space.unguarded
+class BudgetedOracle:
+    """Makes an oracle hand out no trial once its `budget` is spent.
 
-        def budgeted_populate_space(trial_id):
-            if self.spent():
-                return {"status": TrialStatus.STOPPED, "values": None}
-            return populate_space(trial_id)
+    Mix into a `keras_tuner.Oracle` subclass, before it. The tuners of
+    `keras_fastrain.tuner` build their oracle from such a class; a tuner of
+    your own (`class MyTuner(FastTuner, keras_tuner.Tuner)`) given
+    `max_duration` needs an oracle of one. A `FastTuner` sets `budget` when
+    its `search` starts (each search anew); until then, and with a budget
+    of `None`, the oracle works as the class it is mixed into.
 
-        budgeted_populate_space.budget = self
-        budgeted_populate_space.unguarded = populate_space
-        oracle.populate_space = budgeted_populate_space
+    It overrides `populate_space`, where KerasTuner lets an oracle end the
+    search by answering `{"status": "STOPPED"}`. A trial KerasTuner starts
+    without asking it (a retry, or one resumed by a reloaded search) is
+    refused by `FastTuner.run_trial` instead.
+
+    Attributes:
+        budget: A `SearchBudget` or `None` (no limit).
+
+    Example:
+
+    ```python
+    class MyOracle(BudgetedOracle, keras_tuner.oracles.RandomSearchOracle):
+        pass
+
+    tuner = MyTuner(hypermodel=hypermodel, oracle=MyOracle("val_accuracy"), max_duration=300)
+    ```
+    """
+
+    budget = None
+
+    def populate_space(self, trial_id):
+        """`{"status": "STOPPED"}` once `budget` is spent, else what the
+        oracle class it is mixed into answers."""
+        if self.budget is not None and self.budget.spent():
+            return {"status": TrialStatus.STOPPED, "values": None}
+        return super().populate_space(trial_id)
 
 
 class BudgetStopper(keras.callbacks.Callback):

@@ -10,6 +10,11 @@ fast that network trains, each searched only when given a tuple of values:
 - in `fit` (KerasTuner's `HyperModel.fit(hp, model, *args, **kwargs)`):
   the batch size, the learning rate scaled to it by a rule, and whether the
   batch grows while training (`AdaptiveBatchSize`).
+
+The learning-rate rules are `keras_fastrain.scaling`'s, `None` (no scaling)
+included. A KerasTuner `Choice` cannot hold `None`, so the hyperparameter
+spells it `"none"` (`NO_RULE`); `_rule_value` and `_rule` are the one place
+that maps between the two.
 """
 
 import keras
@@ -22,10 +27,13 @@ from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
 from keras_fastrain.model import FastModel
 from keras_fastrain.pruning import ConstantSparsity
-from keras_fastrain.scaling import rate_comes_from_schedule, scaled_learning_rate
+from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule, scaled_learning_rate
 from keras_fastrain.validation import check_choice, check_float, check_int
 
-RULES = ("linear", "sqrt", "none")
+__all__ = ["FastHyperModel", "NO_RULE", "PRECISIONS", "scaled_augmentation"]
+
+# The learning-rate rule None as the hyperparameter holds it.
+NO_RULE = "none"
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # The hyperparameters' names, as `trial.hyperparameters` shows them.
 BATCH_SIZE = "batch_size"
@@ -34,6 +42,18 @@ RULE = "learning_rate_rule"
 AUGMENTATION = "augmentation_strength"
 SPARSITY = "final_sparsity"
 PRECISION = "precision"
+
+
+def _rule_value(rule):
+    """The hyperparameter value of learning-rate rule `rule` (a
+    `SCALING_RULES` rule, or `NO_RULE` as the hyperparameter spells None)."""
+    rule = check_choice("learning_rate_rules", _rule(rule), SCALING_RULES)
+    return NO_RULE if rule is None else rule
+
+
+def _rule(value):
+    """The `SCALING_RULES` rule of hyperparameter value `value`."""
+    return None if value == NO_RULE else value
 
 
 def _choices(name, values, check):
@@ -67,11 +87,13 @@ class FastHyperModel(keras_tuner.HyperModel):
             `True` grows the batch while training (hyperparameter
             `"adaptive_batch_size"`): it doubles every `grow_every` epochs
             up to `max_batch_size`, the learning rate scaled by the rule.
-        learning_rate_rules: Tuple of `"linear"`, `"sqrt"`, `"none"`, or
-            `None`. How the optimizer's rate, tuned for
-            `reference_batch_size`, is scaled to the trial's batch
-            (hyperparameter `"learning_rate_rule"`, see
-            `keras_fastrain.scaling`). With `None` the rate is scaled by
+        learning_rate_rules: Tuple of `keras_fastrain.scaling` rules
+            (`"linear"`, `"sqrt"`, or `None` for no scaling), or `None`.
+            How the optimizer's rate, tuned for `reference_batch_size`, is
+            scaled to the trial's batch (hyperparameter
+            `"learning_rate_rule"`, which holds the rule `None` as
+            `"none"`: KerasTuner's choices cannot be `None`; `"none"` is
+            accepted here too). Left at `None`, the rate is scaled by
             `"sqrt"` when batch sizes are searched, else left alone.
         reference_batch_size: Integer >= 1. The batch your optimizer's
             learning rate was tuned for. Defaults to `32` (Keras's default).
@@ -142,10 +164,10 @@ class FastHyperModel(keras_tuner.HyperModel):
             "batch_sizes", batch_sizes, lambda v: check_int("batch_sizes", v, minimum=1)
         )
         self.adaptive_batch = _choices("adaptive_batch", adaptive_batch, _check_flag)
-        self.learning_rate_rules = _choices(
-            "learning_rate_rules",
-            learning_rate_rules,
-            lambda v: check_choice("learning_rate_rules", v, RULES),
+        rules = _choices("learning_rate_rules", learning_rate_rules, _rule_value)
+        # As scaling spells them ("none" given is None), each once.
+        self.learning_rate_rules = (
+            None if rules is None else tuple(_rule(v) for v in dict.fromkeys(rules))
         )
         self.reference_batch_size = check_int("reference_batch_size", reference_batch_size, 1)
         self.augmentation_strengths = _choices(
@@ -234,11 +256,13 @@ class FastHyperModel(keras_tuner.HyperModel):
         self._fit_knobs(hp)
 
     def _fit_knobs(self, hp):
-        """The trial's (batch size or None, rule, adaptive) from `hp`."""
+        """The trial's (batch size or None, `SCALING_RULES` rule, adaptive)
+        from `hp`."""
         batch_size = hp.Choice(BATCH_SIZE, self.batch_sizes) if self.batch_sizes else None
-        rule = "sqrt" if self.batch_sizes else "none"
+        rule = "sqrt" if self.batch_sizes else None
         if self.learning_rate_rules:
-            rule = hp.Choice(RULE, self.learning_rate_rules)
+            values = [_rule_value(rule) for rule in self.learning_rate_rules]
+            rule = _rule(hp.Choice(RULE, values))
         adaptive = False
         if self.adaptive_batch and len(set(self.adaptive_batch)) == 2:
             adaptive = hp.Boolean(ADAPTIVE)
@@ -254,7 +278,7 @@ class FastHyperModel(keras_tuner.HyperModel):
         batch_size, rule, adaptive = self._fit_knobs(hp)
         if batch_size is None:
             batch_size = kwargs.get("batch_size")
-        if rule != "none" or adaptive or self.batch_sizes:
+        if rule is not None or adaptive or self.batch_sizes:
             _check_array_input(args[0] if args else kwargs.get("x"), batch_size)
         batch_size = batch_size or 32
         epochs = kwargs.get("epochs", 1)
@@ -269,18 +293,18 @@ class FastHyperModel(keras_tuner.HyperModel):
                     batch_size *= 2
         if self.batch_sizes or adaptive:
             kwargs["batch_size"] = batch_size
-        if rule != "none" and batch_size != self.reference_batch_size:
+        if rule is not None and batch_size != self.reference_batch_size:
             _scale_learning_rate(model, self.reference_batch_size, batch_size, rule)
         callbacks = list(kwargs.get("callbacks") or [])
         for callback in callbacks:  # samples per second need a fixed batch
-            if isinstance(callback, TimingProfiler) and callback.batch_size is None:
-                callback.batch_size = None if growth else batch_size
+            if isinstance(callback, TimingProfiler) and not growth:
+                callback.set_batch_size(batch_size)
         if growth:
             callbacks.append(
                 AdaptiveBatchSize(
                     schedule=growth,
                     max_batch_size=largest,
-                    learning_rate_rule=None if rule == "none" else rule,
+                    learning_rate_rule=rule,
                 )
             )
         kwargs["callbacks"] = callbacks
@@ -295,7 +319,7 @@ def _one_sample(x):
     def zeros(spec):
         shape, dtype = tuple(spec.shape)[1:], getattr(spec.dtype, "name", spec.dtype)
         if None in shape:
-            raise _NoSample
+            raise _NoSampleError
         return np.zeros((1, *shape), dtype)
 
     element_spec = getattr(x, "element_spec", None)
@@ -307,11 +331,11 @@ def _one_sample(x):
         return None
     try:
         return keras.tree.map_structure(zeros, inputs)
-    except (_NoSample, AttributeError, TypeError):
+    except (_NoSampleError, AttributeError, TypeError):
         return None
 
 
-class _NoSample(Exception):
+class _NoSampleError(Exception):
     """An input whose sample shape is not known."""
 
 
@@ -363,7 +387,7 @@ def _scale_learning_rate(model, reference_batch_size, batch_size, rule):
         raise ValueError(
             "FastHyperModel scales the learning rate to the trial's batch, and this "
             "optimizer takes it from a LearningRateSchedule: give it a fixed rate, or "
-            "pass learning_rate_rules=('none',)."
+            "pass learning_rate_rules=(None,)."
         )
     base = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
     optimizer.learning_rate = scaled_learning_rate(base, reference_batch_size, batch_size, rule)

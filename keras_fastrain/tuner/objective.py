@@ -19,6 +19,8 @@ import keras_tuner
 from keras_fastrain.callbacks.metric_direction import infer_mode
 from keras_fastrain.validation import check_bool, check_float
 
+__all__ = ["NOT_REACHED", "TimeToAccuracy", "TimeToTargetLogger"]
+
 NOT_REACHED = 1e9  # seconds: more than any trial that reaches the target
 
 

@@ -6,6 +6,8 @@ import os
 
 from keras_fastrain.validation import check_bool, check_int
 
+__all__ = ["PROFILE_FILE", "format_speed_report", "speed_report", "trial_profile"]
+
 PROFILE_FILE = "timing_profile.json"
 
 

@@ -2,6 +2,10 @@
 four stock tuners with it (an import change: `from keras_fastrain.tuner
 import RandomSearch`).
 
+The stock tuners' oracles are built from budget-aware subclasses of
+KerasTuner's oracle classes (`BudgetedOracle`, see `budget.py`), with the
+arguments the stock tuner would give its own.
+
 For every trial it adds, to the callbacks `search` was given:
 - the search's time budget (`max_duration`, see `budget.py`);
 - a `TimeToTargetLogger` when the objective is `TimeToAccuracy`;
@@ -10,19 +14,57 @@ For every trial it adds, to the callbacks `search` was given:
 """
 
 import copy
+import inspect
 
 import keras_tuner
 
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
-from keras_fastrain.tuner.budget import SearchBudget
+from keras_fastrain.tuner.budget import BudgetedOracle, SearchBudget
 from keras_fastrain.tuner.objective import TimeToAccuracy
 from keras_fastrain.tuner.profiles import profile_path
 from keras_fastrain.validation import check_bool
+
+__all__ = ["BayesianOptimization", "FastTuner", "GridSearch", "Hyperband", "RandomSearch"]
+
+
+class _BudgetedRandomSearchOracle(BudgetedOracle, keras_tuner.oracles.RandomSearchOracle):
+    """`RandomSearchOracle` that stops at the search's budget."""
+
+
+class _BudgetedBayesianOptimizationOracle(
+    BudgetedOracle, keras_tuner.oracles.BayesianOptimizationOracle
+):
+    """`BayesianOptimizationOracle` that stops at the search's budget."""
+
+
+class _BudgetedHyperbandOracle(BudgetedOracle, keras_tuner.oracles.HyperbandOracle):
+    """`HyperbandOracle` that stops at the search's budget."""
+
+
+class _BudgetedGridSearchOracle(BudgetedOracle, keras_tuner.oracles.GridSearchOracle):
+    """`GridSearchOracle` that stops at the search's budget."""
+
+
+# KerasTuner's stock tuners, each with the budget-aware subclass of the
+# oracle class it builds.
+_BUDGETED_ORACLES = {
+    keras_tuner.RandomSearch: _BudgetedRandomSearchOracle,
+    keras_tuner.BayesianOptimization: _BudgetedBayesianOptimizationOracle,
+    keras_tuner.Hyperband: _BudgetedHyperbandOracle,
+    keras_tuner.GridSearch: _BudgetedGridSearchOracle,
+}
 
 
 class FastTuner:
     """Mix into a `keras_tuner.Tuner` subclass, before it:
     `class MyTuner(FastTuner, keras_tuner.Tuner)`.
+
+    Mixed directly before one of KerasTuner's four stock tuners
+    (`class MyTuner(FastTuner, keras_tuner.RandomSearch)`, as this module's
+    tuners are), it builds that tuner's oracle from the `BudgetedOracle`
+    subclass of the stock oracle class, with the same arguments. Mixed into
+    a tuner given an oracle, that oracle's class must mix in
+    `BudgetedOracle` when `max_duration` is set.
 
     Args:
         max_duration: Number of seconds, `datetime.timedelta`, or `None`.
@@ -38,6 +80,10 @@ class FastTuner:
             `json_path`; see `speed_report`). Defaults to `True`.
         *args, **kwargs: What the tuner takes.
 
+    Raises:
+        TypeError: When `max_duration` is set and the oracle cannot stop
+            the search at it (its class does not mix in `BudgetedOracle`).
+
     Example:
 
     ```python
@@ -46,6 +92,10 @@ class FastTuner:
             kwargs["batch_size"] = trial.hyperparameters.Choice("batch_size", [64, 256])
             return super().run_trial(trial, *args, **kwargs)  # budget and profile apply
 
+    class MyOracle(BudgetedOracle, keras_tuner.oracles.RandomSearchOracle):
+        pass  # stops handing out trials at the budget
+
+    oracle = MyOracle(objective="val_accuracy", max_trials=20)
     tuner = MyTuner(hypermodel=hypermodel, oracle=oracle, max_duration=300)
     ```
     """
@@ -54,7 +104,25 @@ class FastTuner:
         self.budget = SearchBudget(max_duration)  # validates; restarted by search
         self.max_duration = max_duration
         self.profile = check_bool("profile", profile)
-        super().__init__(*args, **kwargs)
+        stock = _next_class(type(self), FastTuner)
+        if stock in _BUDGETED_ORACLES:
+            self._init_stock_tuner(stock, *args, **kwargs)
+        else:
+            super().__init__(*args, **kwargs)
+        # A worker's oracle is KerasTuner's client of the chief's (not an
+        # Oracle): the chief's oracle decides, and was checked in its process.
+        if (
+            max_duration is not None
+            and isinstance(self.oracle, keras_tuner.Oracle)
+            and not isinstance(self.oracle, BudgetedOracle)
+        ):
+            raise TypeError(
+                f"Invalid value for argument `oracle`. Received: an oracle of class "
+                f"{type(self.oracle).__name__}, which cannot stop the search at "
+                f"max_duration={max_duration!r}. Give an oracle whose class mixes in "
+                "keras_fastrain.tuner.BudgetedOracle (class MyOracle(BudgetedOracle, "
+                f"{type(self.oracle).__name__})), or use a tuner of keras_fastrain.tuner."
+            )
         if _time_objectives(self.oracle.objective) and isinstance(
             self.oracle, keras_tuner.oracles.HyperbandOracle
         ):
@@ -65,10 +133,28 @@ class FastTuner:
                 "BayesianOptimization or GridSearch for a time-to-accuracy search."
             )
 
+    def _init_stock_tuner(self, stock, *args, **kwargs):
+        """What `stock.__init__` does, but with the oracle built from the
+        `BudgetedOracle` subclass of its oracle class: a stock tuner's
+        arguments are its oracle's (same names and defaults), `hypermodel`,
+        and `Tuner`'s `**kwargs`; `seed` is also kept on the tuner, as
+        RandomSearch and GridSearch do."""
+        arguments = inspect.signature(stock.__init__).bind(self, *args, **kwargs)
+        arguments.apply_defaults()
+        arguments = dict(arguments.arguments)
+        del arguments["self"]
+        hypermodel = arguments.pop("hypermodel")
+        tuner_kwargs = arguments.pop("kwargs")
+        self.seed = arguments["seed"]
+        oracle = _BUDGETED_ORACLES[stock](**arguments)
+        super(stock, self).__init__(oracle=oracle, hypermodel=hypermodel, **tuner_kwargs)
+
     def search(self, *fit_args, **fit_kwargs):
-        """Searches, as the tuner does, within `max_duration`."""
+        """Searches, as the tuner does, within `max_duration` (counted anew
+        at every call)."""
         self.budget = SearchBudget(self.max_duration)
-        self.budget.guard(self.oracle)
+        if isinstance(self.oracle, BudgetedOracle):  # not a worker's client
+            self.oracle.budget = self.budget
         return super().search(*fit_args, **fit_kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
@@ -92,6 +178,12 @@ class FastTuner:
         if stopper is not None:
             callbacks.append(stopper)
         return super().run_trial(trial, *args, callbacks=callbacks, **kwargs)
+
+
+def _next_class(cls, mixin):
+    """The class after `mixin` in `cls`'s method resolution order."""
+    mro = cls.__mro__
+    return mro[mro.index(mixin) + 1]
 
 
 def _time_objectives(objective):

@@ -2,8 +2,10 @@
 tests/test_tuner_distributed.py with KerasTuner's own variables
 (KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT, KERASTUNER_TUNER_ID).
 
-Usage: tune_worker.py DIRECTORY. The chief serves the oracle; each worker
-runs trials and prints, prefixed with RESULT, the ids of the trials it ran.
+Usage: tune_worker.py DIRECTORY [MAX_DURATION]. The chief serves the
+oracle; each worker runs trials and prints, prefixed with RESULT, the ids of
+the trials it ran. MAX_DURATION (seconds, default 600) is the search's time
+budget; the chief's decides when trials stop being handed out.
 """
 
 import json
@@ -42,7 +44,7 @@ tuner = RecordingSearch(
     FastHyperModel(build_model, batch_sizes=(32, 64)),
     objective=TimeToAccuracy("val_accuracy", target=0.8),
     max_trials=4,
-    max_duration=600,
+    max_duration=float(sys.argv[2]) if len(sys.argv) > 2 else 600,
     directory=sys.argv[1],
     project_name="distributed",
 )
