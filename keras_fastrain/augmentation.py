@@ -29,6 +29,14 @@ import keras
 
 from keras_fastrain.validation import check_bool, check_choice, check_float, check_int
 
+__all__ = [
+    "affine_matrices",
+    "as_augmentation_layer",
+    "ImageAugmentation",
+    "RandomAffine",
+    "RandomIntensity",
+]
+
 FILL_MODES = ("constant", "nearest", "reflect", "wrap")
 # The augmentation of the classic Keras advice:
 # ImageDataGenerator(**CLASSIC_RECIPE).flow(x, y, batch_size=32).

@@ -14,6 +14,14 @@ import json
 import os
 import sys
 
+__all__ = [
+    "backend_version",
+    "BackendNotInstalledError",
+    "keras_home",
+    "missing_backend_error",
+    "selected_backend",
+]
+
 # Keras backend name -> (module that must be importable, keras-fastrain extra).
 SUPPORTED_BACKENDS = {
     "tensorflow": ("tensorflow", "tensorflow"),

@@ -12,6 +12,8 @@ import keras
 
 from keras_fastrain.validation import AUTO, check_choice, check_int
 
+__all__ = ["Choice", "choose_jit_compile", "choose_mixed_precision", "choose_steps_per_execution"]
+
 # The most steps one compiled call runs when steps_per_execution is "auto".
 AUTO_STEPS_PER_EXECUTION = 32
 PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")

@@ -11,6 +11,8 @@ from keras_fastrain._version import __version__
 from keras_fastrain.backend import missing_backend_error
 from keras_fastrain.validation import check_float, check_int
 
+__all__ = ["main"]
+
 
 def _option(name, convert, check, *bounds):
     """Returns an argparse `type` that converts a string and checks the value."""

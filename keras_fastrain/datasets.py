@@ -16,6 +16,14 @@ import numpy as np
 from keras_fastrain.backend import keras_home
 from keras_fastrain.validation import check_bool, check_float, check_int
 
+__all__ = [
+    "DatasetNotFoundError",
+    "fashion_mnist_cache_dir",
+    "load_digits",
+    "load_fashion_mnist",
+    "prepare_fashion_mnist",
+]
+
 FASHION_MNIST_FILES = (
     "train-labels-idx1-ubyte.gz",
     "train-images-idx3-ubyte.gz",

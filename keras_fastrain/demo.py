@@ -25,6 +25,19 @@ from keras_fastrain.model import FastSequential
 from keras_fastrain.scaling import scaled_learning_rate
 from keras_fastrain.validation import check_float, check_int
 
+__all__ = [
+    "baseline_layers",
+    "baseline_model",
+    "demo_recipes",
+    "format_table",
+    "plot_results",
+    "Recipe",
+    "run_demo",
+    "run_recipe",
+    "RunResult",
+    "speedup_line",
+]
+
 BASELINE_BATCH_SIZE = 32
 BASELINE_LEARNING_RATE = 1e-3
 FAST_BATCH_SIZE = 256

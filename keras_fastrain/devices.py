@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+__all__ = ["host_array", "list_devices"]
+
 
 def list_devices():
     """Returns device names such as `["cpu:0"]` or `["gpu:0", "gpu:1"]`.

@@ -17,6 +17,15 @@ import math
 
 import keras
 
+__all__ = [
+    "elements_per_sample",
+    "layer_flops",
+    "layer_shapes",
+    "LayerCost",
+    "leaf_layers",
+    "model_costs",
+]
+
 TRAIN_FLOPS_PER_FORWARD_FLOP = 3
 
 # Element-wise layers: FLOPs per output element.

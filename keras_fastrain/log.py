@@ -10,6 +10,8 @@ import logging
 
 import keras
 
+__all__ = ["tell"]
+
 logger = logging.getLogger("keras_fastrain")
 logger.addHandler(logging.NullHandler())
 

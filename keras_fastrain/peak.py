@@ -19,6 +19,8 @@ import numpy as np
 from keras_fastrain.devices import list_devices
 from keras_fastrain.validation import check_int
 
+__all__ = ["clear_peak_cache", "measure_peak_flops"]
+
 
 def measure_peak_flops(size=1024, repeats=5, dtype=None):
     """Returns the best FLOP/s of a `size` x `size` matmul on the default device.

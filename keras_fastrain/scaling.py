@@ -11,6 +11,8 @@ import math
 
 from keras_fastrain.validation import check_choice, check_float, check_int
 
+__all__ = ["rate_comes_from_schedule", "scaled_learning_rate"]
+
 SCALING_RULES = ("linear", "sqrt", None)
 
 

@@ -10,6 +10,16 @@ import numbers
 
 import numpy as np
 
+__all__ = [
+    "AUTO",
+    "check_bool",
+    "check_choice",
+    "check_flag",
+    "check_float",
+    "check_int",
+    "check_optional_finite",
+]
+
 # The value of every option keras-fastrain decides by itself.
 AUTO = "auto"
 

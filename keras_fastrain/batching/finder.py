@@ -42,6 +42,8 @@ from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard
 from keras_fastrain.validation import AUTO, check_float, check_int
 
+__all__ = ["BatchSizeFinder", "find_batch_size"]
+
 
 class BatchSizeFinder:
     """Settings of a batch-size search; `find` runs it on a model.

@@ -15,6 +15,8 @@ import numpy as np
 from keras_fastrain.batching.resizable import ResizableBatches
 from keras_fastrain.validation import check_int
 
+__all__ = ["concatenate_batches", "GroupedBatches"]
+
 
 class GroupedBatches(ResizableBatches):
     """Serves `group` consecutive batches of `source` as one.

@@ -16,6 +16,14 @@ import numpy as np
 
 from keras_fastrain import flops
 
+__all__ = [
+    "available_memory",
+    "default_budget",
+    "is_out_of_memory",
+    "release_cached_memory",
+    "training_bytes_per_sample",
+]
+
 # A training step keeps every layer's output for the backward pass and
 # creates its gradient; optimizers and kernels add workspace of the same
 # order. Four times the forward activations is on the safe side for the

@@ -27,6 +27,8 @@ import weakref
 import keras
 import numpy as np
 
+__all__ = ["noise_scale_from_norms", "NoiseScaleEstimate", "split_gradient_sq_norms"]
+
 
 def noise_scale_from_norms(small_sq_norm, big_sq_norm, small_batch, big_batch):
     """Returns `(true_gradient_sq_norm, trace_of_covariance)` estimated from

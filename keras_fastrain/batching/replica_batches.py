@@ -16,6 +16,8 @@ same number of steps, and the batch size may change between epochs
 import keras
 import numpy as np
 
+__all__ = ["replica_batches"]
+
 
 def replica_batches(strategy, data):
     """`data`'s global batches as a distributed dataset for `strategy`.

@@ -14,6 +14,8 @@ import numpy as np
 
 from keras_fastrain.validation import check_bool, check_int
 
+__all__ = ["ResizableBatches", "ResizableDataset"]
+
 
 class ResizableBatches(keras.utils.PyDataset):
     """A `PyDataset` whose batch size can change between epochs: what

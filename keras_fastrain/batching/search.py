@@ -17,6 +17,8 @@ against any step-time curve. The search has three phases, all within
 import dataclasses
 import json
 
+__all__ = ["BatchSizeSearch", "BatchSizeTrial", "DoesNotFitError", "search_batch_size"]
+
 OK = "ok"
 OUT_OF_MEMORY = "out of memory"
 OVER_BUDGET = "over memory budget"

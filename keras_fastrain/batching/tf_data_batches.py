@@ -15,6 +15,8 @@ from keras_fastrain.batching.grouped import concatenate_batches
 from keras_fastrain.batching.resizable import ResizableBatches
 from keras_fastrain.validation import check_int
 
+__all__ = ["TFDataBatches"]
+
 
 class TFDataBatches(ResizableBatches):
     """Serves `group` consecutive batches of a batched `tf.data.Dataset` as one.

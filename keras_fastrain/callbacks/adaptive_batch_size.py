@@ -31,6 +31,8 @@ from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule
 from keras_fastrain.validation import AUTO, check_bool, check_choice, check_int
 
+__all__ = ["AdaptiveBatchSize"]
+
 PROBE_BATCH_SIZE = 256
 NEEDS_RESIZABLE = (
     "AdaptiveBatchSize changes the batch size between epochs, and Keras fixes the "

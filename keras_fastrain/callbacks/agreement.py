@@ -22,6 +22,14 @@ import numpy as np
 from keras_fastrain import distribute
 from keras_fastrain.devices import host_array
 
+__all__ = [
+    "AgreementGuard",
+    "check_agreement",
+    "disagreement",
+    "fingerprint",
+    "WorkersDisagreeError",
+]
+
 # Equal weights give equal fingerprints bit for bit; the tolerance only
 # absorbs a reduction order that differs between workers.
 RELATIVE_TOLERANCE = 1e-5

@@ -13,6 +13,8 @@ import os
 
 import keras
 
+__all__ = ["BackupAndRestore"]
+
 STATE_FILE = "callback_states.json"
 
 

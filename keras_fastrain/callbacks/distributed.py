@@ -16,6 +16,13 @@ from keras_fastrain.callbacks.agreement import check_agreement
 from keras_fastrain.callbacks.learning_rate import change_rate, current_rate
 from keras_fastrain.validation import check_float, check_int
 
+__all__ = [
+    "BroadcastGlobalVariablesCallback",
+    "HorovodCallback",
+    "LearningRateWarmupCallback",
+    "MetricAverageCallback",
+]
+
 
 class BroadcastGlobalVariablesCallback(keras.callbacks.Callback):
     """Starts every worker from `root_rank`'s model and optimizer state.

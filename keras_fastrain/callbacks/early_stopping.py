@@ -30,6 +30,8 @@ from keras_fastrain.validation import (
     check_optional_finite,
 )
 
+__all__ = ["EarlyStopping", "StopReason"]
+
 
 class StopReason(str, enum.Enum):
     """Why an `EarlyStopping` callback ended training.

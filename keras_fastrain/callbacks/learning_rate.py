@@ -10,6 +10,8 @@ from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import rate_comes_from_schedule
 from keras_fastrain.validation import check_bool, check_float, check_int
 
+__all__ = ["change_rate", "current_rate", "LearningRateScheduleCallback"]
+
 
 def current_rate(model, owner):
     """The optimizer's fixed learning rate, as a float; `owner` names the

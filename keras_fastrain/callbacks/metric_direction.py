@@ -1,5 +1,7 @@
 """Whether a Keras metric should go down or up, from its name."""
 
+__all__ = ["infer_mode"]
+
 # Metric names (after any `val_` prefix) whose direction is known, matched as
 # a suffix: "val_sparse_categorical_accuracy" is maximized.
 _MAXIMIZED = (

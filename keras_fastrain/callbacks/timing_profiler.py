@@ -27,6 +27,8 @@ from keras_fastrain.distribute.consensus import gather, is_chief
 from keras_fastrain.peak import measure_peak_flops
 from keras_fastrain.validation import check_choice, check_float, check_int
 
+__all__ = ["format_summary", "step_statistics", "TimingProfiler"]
+
 # Why the data-wait split cannot be measured between batch hooks, by backend
 # (checked on Keras 3.15): only torch's fit loop fetches the next batch between
 # `on_train_batch_end` and the next `on_train_batch_begin`.

@@ -8,6 +8,8 @@ from keras_fastrain import _keras_internals
 from keras_fastrain.devices import host_array
 from keras_fastrain.pruning.wrapper import PruneLowMagnitude
 
+__all__ = ["is_entrywise", "pruning_wrappers", "PruningSummaries", "UpdatePruningStep"]
+
 
 def pruning_wrappers(model):
     """Every `PruneLowMagnitude` layer in `model`."""

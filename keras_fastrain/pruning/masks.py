@@ -24,6 +24,15 @@ from keras import ops
 from keras_fastrain.devices import host_array
 from keras_fastrain.validation import check_choice
 
+__all__ = [
+    "block_mask",
+    "check_m_by_n",
+    "kept_count",
+    "m_by_n_mask",
+    "magnitude_mask",
+    "magnitude_mask_tensor",
+]
+
 POOLING_TYPES = ("AVG", "MAX")
 
 

@@ -1,5 +1,7 @@
 """`PruningPolicy`: tfmot's hook for which layers of a model may be pruned."""
 
+__all__ = ["PruningPolicy"]
+
 
 class PruningPolicy:
     """Decides which layers of a model `prune_low_magnitude` may prune.

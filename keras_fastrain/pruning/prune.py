@@ -12,6 +12,8 @@ from keras_fastrain.pruning.registry import NOT_PRUNED, is_prunable
 from keras_fastrain.pruning.schedules import ConstantSparsity, PolynomialDecay, as_schedule
 from keras_fastrain.pruning.wrapper import PruneLowMagnitude
 
+__all__ = ["collect_prunable_layers", "prune_low_magnitude", "prune_scope", "strip_pruning"]
+
 
 def _selector(layers):
     if layers is None:

@@ -8,6 +8,8 @@ and run unchanged, as with tfmot.
 
 import keras
 
+__all__ = ["is_prunable", "is_wrappable", "prunable_weights", "PrunableLayer"]
+
 # The Keras layers with weights worth pruning, and which weights those are.
 PRUNABLE = (
     (keras.layers.SeparableConv2D, ("depthwise_kernel", "pointwise_kernel")),

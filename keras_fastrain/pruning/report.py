@@ -23,6 +23,14 @@ from keras_fastrain.pruning.callbacks import pruning_wrappers
 from keras_fastrain.pruning.registry import is_prunable, prunable_weights
 from keras_fastrain.validation import check_bool
 
+__all__ = [
+    "compression_report",
+    "CompressionReport",
+    "gzipped_weights_size",
+    "quantized_copy",
+    "weight_sparsity",
+]
+
 
 def gzipped_weights_size(model):
     """Bytes of `model`'s weight arrays after gzip (optimizer state aside).

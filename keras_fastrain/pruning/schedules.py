@@ -20,6 +20,14 @@ from keras import ops
 
 from keras_fastrain.validation import check_float, check_int
 
+__all__ = [
+    "as_schedule",
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PruningSchedule",
+    "schedule_values",
+]
+
 
 def _check_sparsity(name, value):
     return check_float(name, value, low=0, high=1, closed=(True, False))

@@ -31,6 +31,8 @@ from keras_fastrain.pruning.schedules import (
 )
 from keras_fastrain.validation import check_choice, check_int
 
+__all__ = ["PruneLowMagnitude"]
+
 
 def _smallest_kept(weight, mask):
     """The smallest magnitude `mask` keeps (tfmot's threshold)."""
