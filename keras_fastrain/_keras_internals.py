@@ -22,6 +22,7 @@ __all__ = [
     "all_layers",
     "recreate_tf_variable",
     "set_tf_trainer_strategy",
+    "tf_optimizer_strategy",
     "relayout_jax_variable",
     "optimizer_slots",
     "fix_multi_worker_fit",
@@ -107,6 +108,24 @@ def set_tf_trainer_strategy(model, strategy):
     a value for placeholder tensor ..."). No public setter exists.
     """
     model._distribute_strategy = strategy
+
+
+def tf_optimizer_strategy(optimizer):
+    """The `tf.distribute` strategy a TensorFlow-backend optimizer was made under.
+
+    Keras's TensorFlow optimizer records the strategy entered when it is
+    created (`TFOptimizer.__init__` in keras/src/backend/tensorflow/optimizer.py
+    stores `tf.distribute.get_strategy()` in `_distribution_strategy`) and
+    creates and updates its variables through that strategy from then on; an
+    optimizer made outside a strategy's scope cannot train under it. Keras
+    exposes no accessor (its own `SwapEMAWeights` callback reads the attribute;
+    no upstream issue asks for one). Checked on Keras 3.15.1 with TensorFlow
+    2.21.
+
+    Returns:
+        The strategy, or `None` for an optimizer of another backend.
+    """
+    return getattr(optimizer, "_distribution_strategy", None)
 
 
 def optimizer_slots(optimizer, variable):

@@ -174,3 +174,61 @@ def test_the_agreement_fingerprints_compare_both_sums():
     assert disagreement([[1e6, 2e6], [1e6 + 1e-3, 2e6]]) is None  # reduction-order noise
     found = disagreement([[1.0, 2.0], [1.0, 3.0]])  # equal sums, different absolute sums
     assert found == "worker 0: sum 1, absolute sum 2, worker 1: sum 1, absolute sum 3"
+
+
+def test_horovods_optimizer_class_says_what_it_is_and_round_trips(tmp_path):
+    from keras_fastrain.distribute.horovod import distributed_optimizer_class
+
+    distributed_adam = distributed_optimizer_class(keras.optimizers.Adam)
+    assert distributed_adam.__name__ == "DistributedAdam"
+    assert distributed_optimizer_class(keras.optimizers.Adam) is distributed_adam
+    assert distributed_optimizer_class(distributed_adam) is distributed_adam
+    config = {**keras.optimizers.Adam(0.01).get_config(), "compression": "fp16"}
+    optimizer = distributed_adam.from_config(config)
+    assert isinstance(optimizer, keras.optimizers.Adam) and optimizer.averages_over_workers
+    again = type(optimizer).from_config(optimizer.get_config())
+    assert type(again) is distributed_adam and again.get_config() == optimizer.get_config()
+    assert again.compression == "fp16"
+    with pytest.raises(ValueError, match=r"Received: compression='zip'"):
+        distributed_adam(compression="zip")
+    with pytest.raises(TypeError, match=r"Received: optimizer_class='adam'"):
+        distributed_optimizer_class("adam")
+    with pytest.raises(ValueError, match=r"DistributedAdam, which already averages"):
+        DistributedOptimizer(distributed_adam())
+
+    # Saved under its own name, it loads back as the same class, with its state.
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer, "mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 2)), batch_size=4, verbose=0)
+    model.save(tmp_path / "model.keras")
+    distributed_optimizer_class(keras.optimizers.SGD)  # the last class registered is not Adam
+    loaded = keras.saving.load_model(tmp_path / "model.keras").optimizer
+    assert type(loaded) is distributed_adam and loaded.compression == "fp16"
+    assert int(keras.ops.convert_to_numpy(loaded.iterations)) == 2
+
+
+def test_horovods_optimizer_class_applies_gradients_as_they_are_outside_a_job():
+    from keras_fastrain.distribute.horovod import distributed_optimizer_class
+
+    x, y = np.random.default_rng(0).normal(size=(2, 32, 4))
+    sgd = keras.optimizers.SGD
+    trained = []
+    for optimizer_class in (sgd, distributed_optimizer_class(sgd)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4)])
+        model.compile(optimizer_class(0.1), "mse")
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        trained.append(model.get_weights())
+    for plain, distributed in zip(*trained, strict=True):
+        np.testing.assert_allclose(distributed, plain, rtol=1e-6)
+
+
+def test_engine_names_single_process_multi_worker_and_launchable():
+    from keras_fastrain.distribute import local_launch
+
+    assert set(distribute.SINGLE_PROCESS_ENGINES).isdisjoint(distribute.MULTI_WORKER_ENGINES)
+    assert set(local_launch.LAUNCHABLE_ENGINES) == set(distribute.MULTI_WORKER_ENGINES)
+    with pytest.raises(ValueError, match=r"Received: engine='mirrored'"):
+        local_launch.launch_local("mirrored", ["script.py"])
+    with pytest.raises(ValueError, match=r"Received: engine='horovod'"):
+        local_launch.worker_environments("horovod", 2)  # horovodrun sets its own

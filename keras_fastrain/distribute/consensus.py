@@ -12,7 +12,9 @@ import json
 
 import numpy as np
 
-from keras_fastrain import distribute
+from keras_fastrain.distribute.resolve import current
+
+__all__ = ["any_worker", "gather", "is_chief"]
 
 
 def any_worker(flag):
@@ -21,7 +23,7 @@ def any_worker(flag):
     Args:
         flag: Bool. This worker's decision.
     """
-    engine = distribute.current()
+    engine = current()
     if engine.size == 1:
         return bool(flag)
     return bool(engine.allreduce(np.asarray(1 if flag else 0, "int32"), "max"))
@@ -29,7 +31,7 @@ def any_worker(flag):
 
 def is_chief():
     """Returns whether this worker reports for all (prints, writes files)."""
-    return distribute.current().is_chief
+    return current().is_chief
 
 
 def gather(value):
@@ -38,7 +40,7 @@ def gather(value):
     Args:
         value: A JSON-serializable value (numbers, lists, dicts).
     """
-    engine = distribute.current()
+    engine = current()
     if engine.size == 1:
         return [value]
     data = np.frombuffer(json.dumps(value).encode(), "uint8")

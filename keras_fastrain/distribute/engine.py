@@ -24,6 +24,8 @@ from keras_fastrain import _keras_internals
 from keras_fastrain.devices import host_array
 from keras_fastrain.validation import check_choice, check_int
 
+__all__ = ["Engine"]
+
 REDUCE_OPS = ("mean", "sum", "max")
 
 

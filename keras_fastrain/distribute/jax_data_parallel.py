@@ -5,6 +5,8 @@ import keras
 from keras_fastrain import _keras_internals
 from keras_fastrain.distribute.engine import Engine
 
+__all__ = ["data_parallel_engine", "JaxDataParallelEngine"]
+
 
 class JaxDataParallelEngine(Engine):
     """Replicates the model over JAX devices and splits each batch among them.

@@ -10,6 +10,8 @@ from keras_fastrain import _keras_internals
 from keras_fastrain.distribute.jax_data_parallel import JaxDataParallelEngine
 from keras_fastrain.validation import check_int
 
+__all__ = ["jax_process_count", "JaxMultiProcessEngine"]
+
 # Keras's launcher convention (keras.distribution.initialize) and JAX's own.
 KERAS_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",
@@ -45,7 +47,7 @@ def _launch_settings(environ):
 
 
 class JaxMultiProcessEngine(JaxDataParallelEngine):
-    """Trains in step over several JAX processes (DESIGN fact 4).
+    """Trains in step over several JAX processes.
 
     Starts JAX's distributed runtime from the launch variables (Keras's
     `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `..._NUM_PROCESSES`,

@@ -1,7 +1,7 @@
 """Start a multi-worker job on this host: every worker a local process.
 
-For trying a distributed script before a cluster, for the tests and for
-`benchmarks/scaling.py`. Each engine is started through its own launch
+For trying a distributed script before a cluster, for tests and for
+scaling benchmarks. Each engine is started through its own launch
 convention, so the script runs exactly as it would on a cluster:
 TF_CONFIG for `multi_worker`, Keras's KERAS_DISTRIBUTION_* variables for
 `jax_multi_process`, `horovodrun --gloo` for `horovod`.
@@ -16,10 +16,15 @@ import subprocess
 import sys
 import time
 
+from keras_fastrain.distribute.resolve import BACKEND_OF, MULTI_WORKER_ENGINES
 from keras_fastrain.validation import check_choice, check_int
 
-LOCAL_ENGINES = ("multi_worker", "jax_multi_process", "horovod")
-BACKEND_OF = {"multi_worker": "tensorflow", "jax_multi_process": "jax", "horovod": "tensorflow"}
+__all__ = ["free_ports", "launch_local", "worker_environments", "WorkerOutcome"]
+
+# Every multi-worker engine can be launched here; these two by the variables
+# of each worker's environment (`worker_environments`), Horovod by horovodrun.
+LAUNCHABLE_ENGINES = MULTI_WORKER_ENGINES
+ENVIRONMENT_LAUNCHED_ENGINES = ("multi_worker", "jax_multi_process")
 
 
 @dataclasses.dataclass
@@ -51,7 +56,7 @@ def free_ports(count):
 def worker_environments(engine, size, environ=None):
     """The environment of each of `size` local workers of `engine`
     (`multi_worker` or `jax_multi_process`), in rank order."""
-    check_choice("engine", engine, LOCAL_ENGINES[:2])
+    check_choice("engine", engine, ENVIRONMENT_LAUNCHED_ENGINES)
     check_int("size", size, minimum=1)
     base = {**(os.environ if environ is None else environ), "KERAS_BACKEND": BACKEND_OF[engine]}
     if engine == "multi_worker":
@@ -81,7 +86,8 @@ def launch_local(engine, args, size=2, timeout=600):
     """Runs `python ARGS...` as `size` workers of `engine` on this host.
 
     Args:
-        engine: `"multi_worker"`, `"jax_multi_process"` or `"horovod"`.
+        engine: One of `LAUNCHABLE_ENGINES`: `"multi_worker"`, `"horovod"` or
+            `"jax_multi_process"`.
         args: List of strings: the script and its arguments.
         size: Integer. How many workers.
         timeout: Number. Seconds after which every worker still running is
@@ -92,7 +98,7 @@ def launch_local(engine, args, size=2, timeout=600):
         job has one return code, which every outcome carries, and each
         worker's output is its lines of the job's.
     """
-    check_choice("engine", engine, LOCAL_ENGINES)
+    check_choice("engine", engine, LAUNCHABLE_ENGINES)
     if engine == "horovod":
         return _launch_horovod(args, size, timeout)
     processes = [

@@ -5,12 +5,14 @@ import warnings
 
 import keras
 
-from keras_fastrain import distribute
+from keras_fastrain.distribute.horovod import COMPRESSIONS, AveragingOptimizer
+from keras_fastrain.distribute.resolve import current
 from keras_fastrain.validation import check_bool, check_choice, check_int
+
+__all__ = ["DistributedOptimizer"]
 
 logger = logging.getLogger("keras_fastrain")
 
-COMPRESSIONS = ("none", "fp16")
 _said_for = set()  # engines whose "nothing to add" line was logged
 
 
@@ -48,7 +50,16 @@ def DistributedOptimizer(
             Defaults to `False`.
 
     Returns:
-        An optimizer of `optimizer`'s class.
+        An instance of `optimizer`'s class. On the Horovod engine, of its
+        `Distributed<Name>` subclass (`DistributedAdam` for `Adam`; see
+        `keras_fastrain.distribute.horovod.distributed_optimizer_class`),
+        which a saved model keeps and loads back wherever keras_fastrain
+        is imported.
+
+    Raises:
+        TypeError: if `optimizer` is not a Keras optimizer.
+        ValueError: for an invalid argument, an optimizer that already holds
+            state, or one that already averages over the workers.
 
     Example:
 
@@ -75,6 +86,12 @@ def DistributedOptimizer(
             "gives Horovod's sum.",
             stacklevel=2,
         )
+    if isinstance(optimizer, AveragingOptimizer):
+        raise ValueError(
+            f"DistributedOptimizer: optimizer {optimizer.name!r} is a "
+            f"{type(optimizer).__name__}, which already averages gradients over the "
+            "workers; wrap the plain optimizer once."
+        )
     if optimizer.built:
         raise ValueError(
             f"DistributedOptimizer: optimizer {optimizer.name!r} already holds state; wrap "
@@ -85,7 +102,7 @@ def DistributedOptimizer(
         config["gradient_accumulation_steps"] = backward_passes_per_step
     if name is not None:
         config["name"] = name
-    engine = distribute.current()
+    engine = current()
     if backward_passes_per_step > 1 and engine.in_step_replicas and _on_tensorflow():
         raise ValueError(
             f"backward_passes_per_step={backward_passes_per_step} needs Keras's gradient "

@@ -6,6 +6,8 @@ import numpy as np
 
 from keras_fastrain.validation import check_int
 
+__all__ = ["shard", "shard_dataset", "worker_rows"]
+
 
 def worker_rows(num_samples, batch_size, rank, size):
     """The row indices worker `rank` of `size` trains on.

@@ -9,6 +9,8 @@ from keras_fastrain import _keras_internals
 from keras_fastrain.distribute.tf_strategy import TFStrategyEngine
 from keras_fastrain.validation import check_float
 
+__all__ = ["MultiWorkerEngine", "tf_config_tasks"]
+
 _GATHERABLE = ("float16", "float32", "float64", "int32", "int64")
 
 

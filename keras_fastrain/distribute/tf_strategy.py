@@ -5,6 +5,8 @@ import keras
 from keras_fastrain import _keras_internals
 from keras_fastrain.distribute.engine import Engine
 
+__all__ = ["mirrored_engine", "TFStrategyEngine"]
+
 
 class TFStrategyEngine(Engine):
     """Runs Keras's TensorFlow trainer under a `tf.distribute` strategy.
@@ -47,8 +49,7 @@ class TFStrategyEngine(Engine):
     def prepare_optimizer(self, optimizer):
         if not isinstance(optimizer, keras.optimizers.Optimizer):
             return optimizer  # a name or config: built under the scope by compile
-        made_here = getattr(optimizer, "_distribution_strategy", None) is self.strategy
-        if made_here:
+        if _keras_internals.tf_optimizer_strategy(optimizer) is self.strategy:
             return optimizer
         if optimizer.built:
             raise ValueError(

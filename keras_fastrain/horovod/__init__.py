@@ -17,7 +17,7 @@ is a clear error; placement and naming hints that Keras 3 makes moot
 (`device_dense`, `device_sparse`, `sparse_as_dense`, the collectives'
 `name`) are accepted and unused. As with Horovod, the ranks and sizes need
 `init()` first when a launcher started the script. The differences are
-listed in docs/compatibility.md.
+listed in the documentation's compatibility table.
 
 Example:
 
@@ -36,7 +36,7 @@ model.fit(x, y, callbacks=[hvd.callbacks.BroadcastGlobalVariablesCallback(0),
 
 import numpy as np
 
-from keras_fastrain import distribute
+from keras_fastrain.distribute import resolve
 from keras_fastrain.distribute.optimizer import DistributedOptimizer as _distributed_optimizer
 from keras_fastrain.horovod import callbacks
 from keras_fastrain.validation import check_choice
@@ -101,7 +101,7 @@ def init():
     ```
     """
     global _initialized
-    distribute.init()
+    resolve.init()
     _initialized = True
 
 
@@ -121,9 +121,9 @@ def is_initialized():
 def _engine():
     """The process's engine; as Horovod, an error before `init()` in a
     launched job (the script would train alone on every worker)."""
-    if not _initialized and distribute.launch_from_environment() is not None:
+    if not _initialized and resolve.launch_from_environment() is not None:
         raise ValueError("Horovod has not been initialized; use hvd.init().")
-    return distribute.current()
+    return resolve.current()
 
 
 def size():
