@@ -5,6 +5,7 @@ was checked on (Keras 3.15.1, TensorFlow 2.21, JAX 0.10). When Keras offers a
 public way, the function is replaced here and nowhere else changes.
 """
 
+import inspect
 import sys
 
 import keras
@@ -17,6 +18,8 @@ from keras.src.models.model import functional_init_arguments
 # (keras#17270). FastModel therefore dispatches functional arguments to a
 # fixed subclass of `Functional` itself; both names are needed for that.
 __all__ = [
+    "declare_training_argument",
+    "monitor_direction_from_model",
     "Functional",
     "functional_init_arguments",
     "all_layers",
@@ -236,6 +239,46 @@ def sync_jax_state(model):
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
+
+
+def declare_training_argument(function, signature):
+    """Declares a keyword-only `training=None` on `function`'s signature.
+
+    Keras passes `training` to a model's `call` only when `call`'s signature
+    names it: `Layer.__init__` reads `inspect.signature(self.call)` into
+    `_call_has_training_arg`, and both the JAX trainer (`stateless_call`)
+    and `Layer.__call__` consult it (keras/src/layers/layer.py; checked on
+    Keras 3.15.1). FastModel's augmentation must know whether the step
+    trains, so its wrapper of a `call` without `training` declares one; the
+    wrapped `call` itself is called without it.
+
+    Args:
+        function: The wrapper whose `__signature__` is set.
+        signature: The wrapped `call`'s `inspect.Signature`.
+    """
+    parameters = list(signature.parameters.values())
+    training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
+    at = len(parameters)
+    if parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        at -= 1
+    parameters.insert(at, training)
+    function.__signature__ = signature.replace(parameters=parameters)
+
+
+def monitor_direction_from_model(callback):
+    """Sets a `keras.callbacks.EarlyStopping` (sub)class's `monitor_op` from
+    the direction of the compiled metric its `monitor` names, as Keras's
+    `mode="auto"` does for a name it does not know.
+
+    Keras keeps that lookup in a private method of its `MonitorCallback`
+    (`_set_monitor_op`, keras/src/callbacks/monitor_callback.py; checked on
+    Keras 3.15.1) and offers no public one; keras-fastrain's EarlyStopping
+    uses it for metric names it has no direction for.
+
+    Raises:
+        ValueError: when no compiled metric of that name says a direction.
+    """
+    callback._set_monitor_op()
 
 
 def prime_saving_caches():

@@ -130,14 +130,28 @@ def test_auto_max_batch_size_grows_from_the_given_batch_up_to_the_fastest(digits
     assert history.history["batch_size"] == [16, search.batch_size]
 
 
-def test_auto_max_batch_size_needs_a_fast_model(digits):
+def test_auto_max_batch_size_searches_itself_under_a_plain_keras_fit(digits):
     (x, y), _ = digits
-    data = ResizableDataset(x, y, batch_size=32)
+    keras.utils.set_random_seed(0)
+    data = ResizableDataset(x, y, batch_size=16)
     model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    adaptive = AdaptiveBatchSize(data, schedule={1: 2}, max_batch_size="auto")
-    with pytest.raises(ValueError, match=r"max_batch_size='auto'.*FastModel"):
-        model.fit(data, epochs=1, verbose=0, callbacks=[adaptive])
+    adaptive = AdaptiveBatchSize(data, schedule={1: 1024}, max_batch_size="auto")
+    history = model.fit(data, epochs=2, verbose=0, callbacks=[adaptive])
+    assert history is model.history  # not the search's own fits
+    assert adaptive.search.trials[0].batch_size == 16
+    assert history.history["batch_size"] == [16, adaptive.search.batch_size]
+    assert len(history.history["loss"]) == 2
+
+
+def test_auto_max_batch_size_under_a_plain_fit_needs_arrays(digits):
+    (x, y), _ = digits
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    batches = GroupedBatches(ResizableDataset(x, y, batch_size=32))
+    adaptive = AdaptiveBatchSize(batches, schedule={1: 2}, max_batch_size="auto")
+    with pytest.raises(ValueError, match=r"max_batch_size='auto'.*ResizableDataset"):
+        model.fit(batches, epochs=1, verbose=0, callbacks=[adaptive])
 
 
 def test_a_resizable_dataset_takes_the_searched_batch(digits):

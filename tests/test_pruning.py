@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_fastrain import _keras_internals
 from keras_fastrain.pruning import (
     ConstantSparsity,
     PolynomialDecay,
@@ -244,7 +245,7 @@ class MaskedWeightsAreZero(keras.callbacks.Callback):
         self.checks = 0
 
     def _check(self):
-        getattr(self.model, "jax_state_sync", lambda: None)()
+        _keras_internals.sync_jax_state(self.model)
         for wrapper in pruning_wrappers(self.model):
             for weight, mask in wrapper.weights_and_masks():
                 assert np.all(values(weight)[values(mask) == 0] == 0.0)

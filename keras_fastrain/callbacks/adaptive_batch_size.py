@@ -25,8 +25,9 @@ import keras
 import numpy as np
 
 from keras_fastrain import _keras_internals, distribute
+from keras_fastrain.batching.finder import BatchSizeFinder
 from keras_fastrain.batching.noise_scale import NoiseScaleEstimate, split_gradient_sq_norms
-from keras_fastrain.batching.resizable import ResizableBatches
+from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
 from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule
 from keras_fastrain.validation import AUTO, check_bool, check_choice, check_int
@@ -63,10 +64,13 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         probes: Integer >= 1. Batches per noise measurement (per worker).
             More make the estimate steadier. Defaults to 8.
         max_batch_size: Integer, `"auto"` or `None`. The (global) batch
-            never grows past it. `"auto"` (FastModel only): `fit` first
-            measures the fastest batch (a `BatchSizeFinder` search starting
-            at the fit's batch size) and the batch grows up to it: larger
-            batches would train no faster. `None`: no bound, or, when
+            never grows past it. `"auto"`: the fastest batch is measured
+            first (a `BatchSizeFinder` search starting at the fit's batch
+            size, kept in `search`) and the batch grows up to it: larger
+            batches would train no faster. `FastModel.fit` runs the search
+            before training; with a plain `keras.Model`, fed a
+            `ResizableDataset`, this callback runs it when the fit begins,
+            on the dataset's arrays (its time is part of the fit's). `None`: no bound, or, when
             `FastModel.fit` searched the batch size itself
             (`batch_size="auto"`), the largest batch that search fitted.
         learning_rate_rule: `"linear"`, `"sqrt"` or `None`: at every change
@@ -144,6 +148,7 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self._feeders = 1
         self._noise_scale = None  # the last estimate, in samples
         self._restored = None  # a state from set_state, applied when the run begins
+        self.search = None  # the max_batch_size="auto" search of a plain fit
         self._running = False
 
     def limit_to_search(self, batch_size):
@@ -161,11 +166,6 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self.data is None:
             raise TypeError(f"AdaptiveBatchSize has no data to resize. {NEEDS_RESIZABLE}")
-        if self.max_batch_size == AUTO and self._searched_max is None:
-            raise ValueError(
-                "AdaptiveBatchSize(max_batch_size='auto') measures the fastest batch, which "
-                "keras_fastrain.FastModel does in fit: train a FastModel, or give an integer."
-            )
         if (self.params or {}).get("steps") is None:
             # A dataset Keras cannot count (as FastModel's on several TF workers).
             _keras_internals.set_running_fit_steps(self.data.num_batches)
@@ -174,6 +174,8 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self._noise_scale = None
         self._rng = np.random.default_rng(self._engine.rank)
         self._running = True
+        if self.max_batch_size == AUTO and self._searched_max is None:
+            self._searched_max = self._search_fastest()
         if self._restored is not None:
             self._apply_state(self._restored)
         if self.learning_rate_rule is not None and rate_comes_from_schedule(self.model.optimizer):
@@ -200,6 +202,25 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self.changes.append((epoch, new, rate))
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: batch size {old} -> {new}, learning rate {rate:.3g}.")
+
+    def _search_fastest(self):
+        """`max_batch_size="auto"` under a plain `fit`: the fastest batch
+        from the current one up, measured on the dataset's arrays before the
+        first step (the search restores the model's weights and optimizer)."""
+        if not isinstance(self.data, ResizableDataset):
+            raise ValueError(
+                "AdaptiveBatchSize(max_batch_size='auto') measures the fastest batch on "
+                "arrays: give it (and fit) a keras_fastrain.batching.ResizableDataset, "
+                "train a FastModel, or give max_batch_size an integer. Received data of "
+                f"type {type(self.data).__name__}."
+            )
+        data = self.data
+        history = getattr(self.model, "history", None)  # the search's fits make their own
+        self.search = BatchSizeFinder(min_batch_size=self.batch_size).find(
+            self.model, data.x, data.y, data.sample_weight, multiple_of=data.multiple_of
+        )
+        self.model.history = history
+        return self.search.batch_size
 
     def on_train_end(self, logs=None):
         self._running = False

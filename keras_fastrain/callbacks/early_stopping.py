@@ -18,7 +18,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_fastrain import distribute
+from keras_fastrain import _keras_internals, distribute
 from keras_fastrain.callbacks.metric_direction import infer_mode
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.validation import (
@@ -389,7 +389,7 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         """Keras's `mode="auto"` for a name this module does not know: the
         direction of the compiled metric of that name."""
         try:
-            self._set_monitor_op()
+            _keras_internals.monitor_direction_from_model(self)
         except ValueError:
             raise ValueError(
                 f"Cannot tell whether `monitor={self.monitor!r}` should go up or down: "

@@ -169,6 +169,7 @@ class TimingProfiler(keras.callbacks.Callback):
         self._writer = None
         # Told by `set_batch_size()` before `fit`; on_train_begin takes it.
         self._next_run_batch_size = None
+        self._restored = None  # a state from set_state, for the run that begins
         self._reset()
 
     @property
@@ -242,6 +243,9 @@ class TimingProfiler(keras.callbacks.Callback):
         self._next_run_batch_size = None
         self._summary = None
         self._in_train = True
+        if self._restored is not None:  # a resumed run: the epochs before it count
+            self.epochs = [dict(row) for row in self._restored["epochs"]]
+            self._restored = None
         if self.log_dir is not None and is_chief():
             import tensorflow as tf
 
@@ -321,6 +325,20 @@ class TimingProfiler(keras.callbacks.Callback):
             "data_wait": self._data_wait if self._records_data_wait() else None,
         }
         return row
+
+    def get_state(self):
+        """The epochs profiled so far (JSON-serializable), so that a run
+        resumed through `keras_fastrain.callbacks.BackupAndRestore` reports
+        every epoch, before and after the interruption."""
+        return {"epochs": [dict(row) for row in self.epochs]}
+
+    def set_state(self, state):
+        """Restores what `get_state` returned, for the run that begins (or,
+        when called from a callback's `on_train_begin`, is running)."""
+        if self._in_train:
+            self.epochs = [dict(row) for row in state["epochs"]] + self.epochs
+        else:
+            self._restored = {"epochs": list(state["epochs"])}
 
     def on_train_end(self, logs=None):
         self._in_train = False

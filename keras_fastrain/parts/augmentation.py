@@ -13,6 +13,7 @@ import inspect
 
 import keras
 
+from keras_fastrain import _keras_internals
 from keras_fastrain.parts.base import Constraint, Part
 
 __all__ = ["AugmentationPart", "augmenting", "input_shape"]
@@ -48,7 +49,9 @@ def augmenting(call):
     The augmentation runs inside `call`, so it is part of the compiled train
     step on every backend (JAX's stateless step calls `call` directly), and
     its random state is model state. A `call` without a `training` argument
-    gets one (keyword-only), because Keras passes it only when it is there.
+    is declared to take one (keyword-only, see
+    `_keras_internals.declare_training_argument`); the user's own `call` is
+    still called with exactly the arguments it takes.
     """
     if getattr(call, "_fastrain_augmenting", False):
         return call
@@ -76,13 +79,7 @@ def augmenting(call):
         return call(self, *args, **kwargs)
 
     if not takes_training:
-        parameters = list(signature.parameters.values())
-        training = inspect.Parameter("training", inspect.Parameter.KEYWORD_ONLY, default=None)
-        at = len(parameters)
-        if parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD:
-            at -= 1
-        parameters.insert(at, training)
-        augmenting_call.__signature__ = signature.replace(parameters=parameters)
+        _keras_internals.declare_training_argument(augmenting_call, signature)
     augmenting_call._fastrain_augmenting = True
     return augmenting_call
 

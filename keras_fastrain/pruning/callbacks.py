@@ -45,7 +45,10 @@ def is_entrywise(optimizer):
     """Whether `optimizer` (or the one a `LossScaleOptimizer` wraps) is one of
     `ENTRYWISE_OPTIMIZERS` itself, not a subclass that may update otherwise."""
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    return type(optimizer) in ENTRYWISE_OPTIMIZERS
+    # Horovod's Distributed<Name> averages the gradients, then updates as
+    # the optimizer class it wraps (`optimizer_class`) does.
+    kind = getattr(type(optimizer), "optimizer_class", None) or type(optimizer)
+    return kind in ENTRYWISE_OPTIMIZERS
 
 
 class UpdatePruningStep(keras.callbacks.Callback):

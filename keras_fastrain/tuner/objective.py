@@ -112,20 +112,45 @@ class TimeToTargetLogger(keras.callbacks.Callback):
         self.stop_at_target = check_bool("stop_at_target", stop_at_target)
         self.key = f"time_to_{monitor}"
         self.time_to_target = None
+        self._restored = None  # a state from set_state, for the run that begins
+        self._start = None
 
     def on_train_begin(self, logs=None):
         self._start = time.perf_counter()
         self.time_to_target = None
         self._best = None
         self._missing_from = None
+        if self._restored is not None:
+            self._apply_state(self._restored)
+            self._restored = None
 
     def on_train_end(self, logs=None):
+        self._start = None
         if self._best is None and self._missing_from is not None:
             raise KeyError(
                 f"TimeToAccuracy monitors {self.monitor!r}, which was in no epoch's logs "
                 f"({self._missing_from}). Pass validation data, or monitor a metric that "
                 "fit logs."
             )
+
+    def get_state(self):
+        """The training time spent so far, the best value and the time to
+        the target (JSON-serializable): a resumed run counts from where the
+        interrupted one stopped."""
+        elapsed = 0.0 if self._start is None else time.perf_counter() - self._start
+        return {"elapsed": elapsed, "best": self._best, "time_to_target": self.time_to_target}
+
+    def set_state(self, state):
+        """Restores what `get_state` returned, for the run that begins (or is running)."""
+        if self._start is None:
+            self._restored = dict(state)
+        else:
+            self._apply_state(state)
+
+    def _apply_state(self, state):
+        self._start = time.perf_counter() - float(state["elapsed"])
+        self._best = state["best"]
+        self.time_to_target = state["time_to_target"]
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:

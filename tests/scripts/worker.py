@@ -18,7 +18,12 @@ engine = distribute.init()  # before TensorFlow or JAX run anything else
 
 import keras  # noqa: E402
 
-from keras_fastrain import DistributedOptimizer, FastSequential, load_digits  # noqa: E402
+from keras_fastrain import (  # noqa: E402
+    DistributedOptimizer,
+    FastSequential,
+    _keras_internals,
+    load_digits,
+)
 from keras_fastrain.batching import BatchSizeFinder, ResizableDataset  # noqa: E402
 from keras_fastrain.callbacks import (  # noqa: E402
     AdaptiveBatchSize,
@@ -55,7 +60,7 @@ def checksum(model):
 
 
 def weights(model):
-    getattr(model, "jax_state_sync", lambda: None)()
+    _keras_internals.sync_jax_state(model)
     # host_array reads a JAX array spread over processes, and a scalar
     # MirroredVariable under MultiWorkerMirroredStrategy, which numpy cannot.
     return [host_array(variable) for variable in model.weights]
