@@ -31,9 +31,9 @@ from keras_fastrain.callbacks import (  # noqa: E402
     EarlyStopping,
     LearningRateWarmupCallback,
     MetricAverageCallback,
-    consensus,
 )
 from keras_fastrain.devices import host_array  # noqa: E402
+from keras_fastrain.distribute import consensus  # noqa: E402
 from keras_fastrain.pruning import ConstantSparsity  # noqa: E402
 
 SCENARIO = sys.argv[1]
