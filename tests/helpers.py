@@ -29,6 +29,18 @@ def run_python_args(args, env=None, timeout=300, input_text=None):
     )
 
 
+class InterruptAtEpoch(keras.callbacks.Callback):
+    """Raises `KeyboardInterrupt` when `epoch` begins: a run killed there."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
 class FakeClock:
     """Stands in for `time.perf_counter`: returns `now`, which tests advance."""
 

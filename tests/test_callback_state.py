@@ -14,6 +14,7 @@ from keras_fastrain.callbacks import (
     EarlyStopping,
     TimingProfiler,
 )
+from tests.helpers import InterruptAtEpoch
 
 pytestmark = pytest.mark.smoke
 
@@ -29,16 +30,6 @@ def _stateful():
     except ImportError:  # the tuner extra is not installed
         return callbacks
     return [*callbacks, TimeToTargetLogger("accuracy", target=2.0)]
-
-
-class _InterruptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated interruption")
 
 
 def _model():
@@ -68,7 +59,7 @@ def test_the_profile_of_a_resumed_run_has_every_epoch(digits, tmp_path):
     model = _model()
     backup = BackupAndRestore(str(tmp_path), callbacks=[first])
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=4, verbose=0, callbacks=[backup, first, _InterruptAtEpoch(2)])
+        model.fit(x, y, epochs=4, verbose=0, callbacks=[backup, first, InterruptAtEpoch(2)])
 
     second = TimingProfiler(mode="epoch", peak_flops=None, verbose=0)
     model.fit(
@@ -86,7 +77,7 @@ def test_the_time_to_target_of_a_resumed_run_counts_the_time_before(digits, tmp_
     model = _model()
     backup = BackupAndRestore(str(tmp_path), callbacks=[first])
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=3, verbose=0, callbacks=[backup, first, _InterruptAtEpoch(2)])
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[backup, first, InterruptAtEpoch(2)])
     (saved,) = json.loads((tmp_path / "callback_states.json").read_text()).values()
     assert saved["elapsed"] > 0 and saved["best"] is not None
 

@@ -10,7 +10,7 @@ import pytest
 
 from keras_fastrain.callbacks import BackupAndRestore, EarlyStopping, StopReason
 from keras_fastrain.callbacks import early_stopping as early_stopping_module
-from tests.helpers import FakeClock, digits_model
+from tests.helpers import FakeClock, InterruptAtEpoch, digits_model
 
 # Callbacks must work on every backend: these run under torch too.
 pytestmark = pytest.mark.smoke
@@ -353,16 +353,6 @@ def test_real_fit_restores_the_best_epochs_weights(digits):
     assert stop.best_epoch < stop.stopped_epoch
     for restored, best in zip(model.get_weights(), recorder.weights[stop.best_epoch], strict=True):
         np.testing.assert_array_equal(restored, best)
-
-
-class InterruptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated interruption")
 
 
 class StateAtFirstEpoch(keras.callbacks.Callback):

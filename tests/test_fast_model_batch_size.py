@@ -16,6 +16,7 @@ from keras_fastrain.batching import (
     TFDataBatches,
 )
 from keras_fastrain.callbacks import AdaptiveBatchSize, BackupAndRestore
+from tests.helpers import InterruptAtEpoch
 
 pytestmark = pytest.mark.smoke
 QUICK = {"max_trials": 4, "steps_per_trial": 2}
@@ -275,16 +276,6 @@ def test_tensorflow_trains_a_growing_batch_without_xla_then_turns_it_back_on(dig
     assert "XLA fuses" in model.choices["jit_compile"].reason
 
 
-class _InterruptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt("simulated interruption")
-
-
 def test_an_interrupted_run_resumes_at_the_batch_it_had_grown_to(digits, tmp_path):
     (x, y), _ = digits
     schedule = {1: 2, 3: 2}
@@ -296,7 +287,7 @@ def test_an_interrupted_run_resumes_at_the_batch_it_had_grown_to(digits, tmp_pat
     model = digits_model()
     backup = BackupAndRestore(str(tmp_path), callbacks=[first])
     with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, callbacks=[backup, first, _InterruptAtEpoch(3)], **fit_args)
+        model.fit(x, y, callbacks=[backup, first, InterruptAtEpoch(3)], **fit_args)
     (saved,) = json.loads((tmp_path / "callback_states.json").read_text()).values()
     assert saved["batch_size"] == 64  # the backup of epoch 3's end
 

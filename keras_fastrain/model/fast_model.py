@@ -13,9 +13,8 @@ import typing
 
 import keras
 
-from keras_fastrain import _keras_internals, choices
+from keras_fastrain import _keras_internals
 from keras_fastrain.augmentation import as_augmentation_layer
-from keras_fastrain.distribute import MULTI_WORKER_ENGINES, check_distribute
 from keras_fastrain.log import tell
 from keras_fastrain.parts import CompilePlan, Part, RunPlan, builtin_parts
 from keras_fastrain.parts.augmentation import augmenting
@@ -27,14 +26,6 @@ from keras_fastrain.validation import AUTO, check_choice
 __all__ = ["FastModel"]
 
 _UNSET = object()  # an option not given to compile (None is a value)
-_DEFAULTS = {
-    "distribute": AUTO,
-    "mixed_precision": AUTO,
-    "jit_compile": AUTO,
-    "steps_per_execution": AUTO,
-    "input_pipeline": AUTO,
-    "verbose": 1,
-}
 
 
 @keras.saving.register_keras_serializable(package="keras_fastrain")
@@ -150,12 +141,14 @@ class FastModel(keras.Model):
                 "(fit then updates their masks by itself)."
             )
         super().__init__(*args, **kwargs)
-        self._fastrain_options = dict(_DEFAULTS)
+        self._parts = builtin_parts() + _check_parts(parts)
+        self._fastrain_options = {"verbose": 1}
+        for part in self._parts:
+            self._fastrain_options.update(part.options)
         self._engine = None
         self._choices = {}
         self._shown = set()
         self.augmentation = None
-        self._parts = builtin_parts() + _check_parts(parts)
         self._set_options(
             distribute=distribute,
             augmentation=augmentation,
@@ -167,24 +160,18 @@ class FastModel(keras.Model):
         )
 
     def _set_options(self, **options):
-        """Records options, checking each now so a typo fails at once."""
+        """Records options, each checked now (by the part that reads it) so
+        that a typo fails at once."""
+        owners = {name: part for part in self._parts for name in part.options}
         for name, value in options.items():
             if name == "augmentation":
                 # Kept as a tracked layer only: its random state is model state.
                 self.augmentation = as_augmentation_layer(value)
                 continue
-            if name == "distribute":
-                check_distribute(value)
-            elif name == "mixed_precision":
-                choices.choose_mixed_precision(value, devices=["cpu:0"])
-            elif name == "jit_compile":
-                choices.choose_jit_compile(value)
-            elif name == "steps_per_execution":
-                choices.choose_steps_per_execution(value)
-            elif name == "input_pipeline":
-                check_choice("input_pipeline", value, (AUTO, None))
-            elif name == "verbose":
-                check_choice("verbose", value, (0, 1, True, False))
+            if name == "verbose":
+                check_choice("verbose", value, (0, 1))
+            else:
+                owners[name].check_option(name, value)
             self._fastrain_options[name] = value
 
     @property
@@ -345,12 +332,9 @@ class FastModel(keras.Model):
     def get_config(self):
         config = super().get_config()
         options = dict(self._fastrain_options)
-        if not isinstance(options["distribute"], str) or options["distribute"] in (
-            MULTI_WORKER_ENGINES
-        ):
-            # A strategy object or a worker's job belongs to this process; the
-            # loading one decides from its own environment.
-            options["distribute"] = AUTO
+        for part in self._parts:
+            for name in part.options:
+                options[name] = part.saved_option(name, options[name])
         options["augmentation"] = (
             None
             if self.augmentation is None

@@ -22,6 +22,7 @@ part (or a callback, through `set_batch_size`) reads them.
 
 import contextlib
 import dataclasses
+import typing
 
 __all__ = ["CompilePlan", "Constraint", "Part", "RunPlan"]
 
@@ -53,6 +54,9 @@ class Part:
 
     Attributes:
         name: String. The part's name, used in messages and constraints.
+        options: Dict of the FastModel options the part owns, with their
+            defaults (built-in parts only: a user's part takes its own
+            configuration in its constructor).
 
     Example:
 
@@ -69,6 +73,19 @@ class Part:
     """
 
     name = "part"
+    # FastModel's options this part reads, with their defaults: FastModel
+    # (and its `compile`) takes them, and the part checks and saves them.
+    options: typing.ClassVar[dict] = {}
+
+    def check_option(self, name, value):
+        """Raises if `value` is not allowed for the option `name` (given to
+        FastModel or its `compile`), naming the option and what is allowed."""
+        del name, value
+
+    def saved_option(self, name, value):
+        """What `get_config` saves for the option: by default `value`."""
+        del name
+        return value
 
     def constraints(self, plan):
         """Returns the `Constraint`s this part puts on other choices.

@@ -9,6 +9,7 @@ at `fit` (a batch that grows on TensorFlow).
 """
 
 import contextlib
+import typing
 
 import keras
 
@@ -23,6 +24,19 @@ class CompileOptionsPart(Part):
     """Decides precision, XLA and steps per call; applies the constraints."""
 
     name = "compile_options"
+    options: typing.ClassVar[dict] = {
+        "mixed_precision": AUTO,
+        "jit_compile": AUTO,
+        "steps_per_execution": AUTO,
+    }
+
+    def check_option(self, name, value):
+        if name == "mixed_precision":
+            choices.choose_mixed_precision(value, devices=["cpu:0"])
+        elif name == "jit_compile":
+            choices.choose_jit_compile(value)
+        else:
+            choices.choose_steps_per_execution(value)
 
     def on_compile(self, plan):
         model, options, engine = plan.model, plan.options, plan.engine

@@ -9,13 +9,21 @@ engine's scope, and `predict` pads array inputs whose last batch would not
 split evenly over the replicas.
 """
 
+import typing
+
 import keras
 import numpy as np
 
 from keras_fastrain.choices import Choice
-from keras_fastrain.distribute import Engine, resolve_engine
+from keras_fastrain.distribute import (
+    MULTI_WORKER_ENGINES,
+    Engine,
+    check_distribute,
+    resolve_engine,
+)
 from keras_fastrain.parts.base import Constraint, Part
 from keras_fastrain.parts.inputs import sample_count
+from keras_fastrain.validation import AUTO
 
 __all__ = ["EnginePart", "engine_scope"]
 
@@ -24,6 +32,17 @@ class EnginePart(Part):
     """Resolves the engine and runs every call inside its scope."""
 
     name = "engine"
+    options: typing.ClassVar[dict] = {"distribute": AUTO}
+
+    def check_option(self, name, value):
+        check_distribute(value)
+
+    def saved_option(self, name, value):
+        if not isinstance(value, str) or value in MULTI_WORKER_ENGINES:
+            # A strategy object or a worker's job belongs to this process;
+            # the loading one decides from its own environment.
+            return AUTO
+        return value
 
     def on_compile(self, plan):
         plan.engine = engine = resolve_engine(plan.options["distribute"])

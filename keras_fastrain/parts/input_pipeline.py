@@ -28,6 +28,7 @@ caching a dataset, which would freeze random transforms in its `map`.
 
 import contextlib
 import os
+import typing
 
 import keras
 
@@ -35,7 +36,7 @@ from keras_fastrain.batching.resizable import ResizableBatches
 from keras_fastrain.choices import Choice
 from keras_fastrain.parts.base import Part
 from keras_fastrain.parts.inputs import is_tf_dataset
-from keras_fastrain.validation import AUTO
+from keras_fastrain.validation import AUTO, check_choice
 
 __all__ = ["InputPipelinePart", "input_threads", "restore_workers", "tune_input"]
 
@@ -105,6 +106,10 @@ class InputPipelinePart(Part):
     `workers` back when the call returns."""
 
     name = "input_pipeline"
+    options: typing.ClassVar[dict] = {"input_pipeline": AUTO}
+
+    def check_option(self, name, value):
+        check_choice(name, value, (AUTO, None))
 
     def on_run(self, plan):
         validation = plan.kwargs.get("validation_data")
