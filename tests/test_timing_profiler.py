@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_fastrain import peak as peak_module
-from keras_fastrain.callbacks import TimingProfiler
+from keras_fastrain.callbacks import TimingProfiler, timing_report
 from keras_fastrain.callbacks import timing_profiler as profiler_module
 from tests.helpers import FakeClock, digits_model
 
@@ -207,7 +207,7 @@ def test_batch_size_told_before_fit_holds_for_that_run_only(clock):
     assert summary["batch_size"] is None
     assert summary["steady_state"]["samples_per_sec"] is None
     assert summary["cost"]["achieved_flops_per_sec"] is None
-    assert "n/a" in profiler_module.format_summary(summary)
+    assert "n/a" in timing_report.format_summary(summary)
 
 
 def test_batch_size_given_by_the_user_is_not_overridden(clock):

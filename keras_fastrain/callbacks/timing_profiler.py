@@ -13,21 +13,26 @@ waits for the device to finish the work.
 """
 
 import csv
-import importlib.util
 import json
 import os
-import statistics
 import time
 
 import keras
 
-from keras_fastrain import flops as flops_module
+from keras_fastrain.callbacks.timing_report import (
+    CSV_COLUMNS,
+    format_summary,
+    require_tensorboard,
+    step_statistics,
+    training_cost,
+    write_scalars,
+)
 from keras_fastrain.devices import list_devices
 from keras_fastrain.distribute.consensus import gather, is_chief
 from keras_fastrain.peak import measure_peak_flops
 from keras_fastrain.validation import check_choice, check_float, check_int
 
-__all__ = ["format_summary", "step_statistics", "TimingProfiler"]
+__all__ = ["TimingProfiler"]
 
 # Why the data-wait split cannot be measured between batch hooks, by backend
 # (checked on Keras 3.15): only torch's fit loop fetches the next batch between
@@ -40,40 +45,6 @@ DATA_WAIT_UNAVAILABLE = {
     "of each step's time",
 }
 EPOCH_MODE_REASON = "mode='epoch' records no per-step times"
-CSV_COLUMNS = (
-    "epoch",
-    "epoch_time",
-    "train_time",
-    "validation_time",
-    "steps",
-    "steps_per_sec",
-    "samples_per_sec",
-    "step_mean",
-    "step_median",
-    "step_p90",
-    "step_max",
-    "data_wait",
-)
-
-
-def _percentile(values, q):
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * q
-    low = int(index)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
-
-
-def step_statistics(step_times):
-    """Returns mean, median, p90 and max of per-step seconds (or `None`s if empty)."""
-    if not step_times:
-        return {"step_mean": None, "step_median": None, "step_p90": None, "step_max": None}
-    return {
-        "step_mean": statistics.fmean(step_times),
-        "step_median": statistics.median(step_times),
-        "step_p90": _percentile(step_times, 0.9),
-        "step_max": max(step_times),
-    }
 
 
 class TimingProfiler(keras.callbacks.Callback):
@@ -163,7 +134,7 @@ class TimingProfiler(keras.callbacks.Callback):
         self.csv_path = csv_path
         self.log_dir = log_dir
         if log_dir is not None:
-            _require_tensorflow_for_tensorboard()
+            require_tensorboard()
         self.verbose = check_int("verbose", verbose, minimum=0, maximum=1)
         self._summary = None
         self._writer = None
@@ -306,7 +277,7 @@ class TimingProfiler(keras.callbacks.Callback):
             if row["samples_per_sec"] is not None:
                 logs["samples_per_sec"] = row["samples_per_sec"]
         if self._writer is not None:
-            self._write_scalars(row)
+            write_scalars(self._writer, row)
 
     def _epoch_row(self, epoch, epoch_time):
         train_time = epoch_time - self._validation_time
@@ -413,39 +384,6 @@ class TimingProfiler(keras.callbacks.Callback):
             **step_statistics(self._step_times),  # the first step is not in it
         }
 
-    def _cost(self, samples_per_sec):
-        layers = flops_module.model_costs(self.model)
-        known = [layer.flops for layer in layers if layer.flops is not None]
-        forward = sum(known)
-        total_params = sum(layer.params for layer in layers)
-        train = forward * flops_module.TRAIN_FLOPS_PER_FORWARD_FLOP
-        achieved = train * samples_per_sec if samples_per_sec else None
-        peak = self._peak
-        return {
-            "forward_flops_per_sample": forward,
-            "train_flops_per_sample": train,
-            "flops_complete": len(known) == len(layers),
-            "achieved_flops_per_sec": achieved,
-            "peak_flops_per_sec": peak,
-            "peak_source": "measured matmul probe"
-            if self.peak_flops == "measure"
-            else (None if peak is None else "given"),
-            "utilization": achieved / peak if achieved and peak else None,
-            "layers": [
-                {
-                    "name": layer.name,
-                    "kind": layer.kind,
-                    "params": layer.params,
-                    "param_share": layer.params / total_params if total_params else 0.0,
-                    "flops": layer.flops,
-                    "flop_share": (
-                        layer.flops / forward if layer.flops is not None and forward else None
-                    ),
-                }
-                for layer in layers
-            ],
-        }
-
     def _build_summary(self):
         steady = self._steady_state()
         worker_steps = gather(steady["step_mean"])
@@ -463,117 +401,15 @@ class TimingProfiler(keras.callbacks.Callback):
             "first_epoch_seconds": self.epochs[0]["train_time"] if self.epochs else None,
             "steady_state": steady,
             "data_wait": self._data_wait_info(),
-            "cost": self._cost(steady["samples_per_sec"]),
+            "cost": training_cost(
+                self.model,
+                steady["samples_per_sec"],
+                self._peak,
+                "measured matmul probe" if self.peak_flops == "measure" else "given",
+            ),
             "workers": {
                 "count": len(worker_steps),
                 "step_mean": worker_steps,
                 "straggler_ratio": max(known) / min(known) if known else None,
             },
         }
-
-    def _write_scalars(self, row):
-        import tensorflow as tf
-
-        with self._writer.as_default():
-            for key in (
-                "epoch_time",
-                "train_time",
-                "validation_time",
-                "steps_per_sec",
-                "samples_per_sec",
-                "step_median",
-                "data_wait",
-            ):
-                if row[key] is not None:
-                    tf.summary.scalar(f"timing/{key}", row[key], step=row["epoch"])
-        self._writer.flush()
-
-
-def _require_tensorflow_for_tensorboard():
-    missing = [
-        name for name in ("tensorflow", "tensorboard") if importlib.util.find_spec(name) is None
-    ]
-    if missing:
-        raise ImportError(
-            "TimingProfiler(log_dir=...) writes TensorBoard files with tf.summary, "
-            f"which needs {' and '.join(missing)}: run `pip install {' '.join(missing)}`, "
-            "or leave log_dir=None."
-        )
-
-
-def _fmt(value, scale=1.0, digits=1, suffix=""):
-    return "n/a" if value is None else f"{value * scale:,.{digits}f}{suffix}"
-
-
-def format_summary(summary):
-    """Returns the compact text table of a `TimingProfiler.summary()` dict."""
-    lines = [
-        f"TimingProfiler: {summary['backend']}, {len(summary['devices'])} device(s) "
-        f"{', '.join(summary['devices'])}, {summary['precision_policy']}, "
-        f"jit_compile={summary['jit_compile']}, "
-        f"steps_per_execution={summary['steps_per_execution']}, mode={summary['mode']}",
-        f"{'epoch':>5} {'time s':>8} {'train s':>8} {'val s':>7} {'steps/s':>9} "
-        f"{'samples/s':>10} {'step ms (mean/median/p90/max)':>30} {'data wait s':>11}",
-    ]
-    for row in summary["epochs"]:
-        step_ms = "n/a"
-        if row["step_mean"] is not None:
-            step_ms = "/".join(
-                _fmt(row[key], 1e3, 2)
-                for key in ("step_mean", "step_median", "step_p90", "step_max")
-            )
-        lines.append(
-            f"{row['epoch']:>5} {row['epoch_time']:>8.2f} {row['train_time']:>8.2f} "
-            f"{row['validation_time']:>7.2f} {_fmt(row['steps_per_sec']):>9} "
-            f"{_fmt(row['samples_per_sec'], digits=0):>10} {step_ms:>30} "
-            f"{_fmt(row['data_wait'], digits=2):>11}"
-        )
-    steady = summary["steady_state"]
-    if summary["first_step_seconds"] is not None:
-        first = f"first step (tracing/compilation): {summary['first_step_seconds']:.3f} s"
-    else:
-        first = (
-            "first epoch (includes tracing/compilation): "
-            f"{_fmt(summary['first_epoch_seconds'], 1, 2, ' s')}"
-        )
-    lines.append(
-        f"{first}; steady state: {_fmt(steady['steps_per_sec'])} steps/s, "
-        f"{_fmt(steady['samples_per_sec'], digits=0)} samples/s, "
-        f"median step {_fmt(steady['step_median'], 1e3, 2, ' ms')}"
-    )
-    wait = summary["data_wait"]
-    if wait["available"]:
-        lines.append(
-            f"data wait: {wait['seconds']:.2f} s ({_fmt(wait['fraction'], 100, 1, '%')} "
-            "of training time)"
-        )
-    else:
-        lines.append(f"data wait: not measured ({wait['reason']})")
-    cost = summary["cost"]
-    bound = "" if cost["flops_complete"] else " (lower bound: some layers unknown)"
-    lines.append(
-        f"cost: {cost['train_flops_per_sample'] / 1e6:,.3f} MFLOP per sample to train"
-        f"{bound}; achieved {_fmt(cost['achieved_flops_per_sec'], 1e-9, 2, ' GFLOP/s')}"
-        + (
-            f" = {cost['utilization']:.1%} of {cost['peak_flops_per_sec'] / 1e9:,.1f} GFLOP/s "
-            f"({cost['peak_source']})"
-            if cost["utilization"] is not None
-            else ""
-        )
-    )
-    lines.append(
-        f"{'layer':<28} {'kind':<20} {'params':>10} {'share':>6} {'MFLOP':>10} {'share':>6}"
-    )
-    for layer in cost["layers"]:
-        lines.append(
-            f"{layer['name'][:28]:<28} {layer['kind'][:20]:<20} {layer['params']:>10,} "
-            f"{layer['param_share']:>6.1%} {_fmt(layer['flops'], 1e-6, 3):>10} "
-            f"{_fmt(layer['flop_share'], 100, 1, '%'):>6}"
-        )
-    workers = summary["workers"]
-    if workers["count"] > 1:
-        lines.append(
-            f"workers: {workers['count']}; straggler ratio (slowest/fastest mean step) "
-            f"{_fmt(workers['straggler_ratio'], digits=2)}"
-        )
-    return "\n".join(lines)
