@@ -220,7 +220,9 @@ def test_horovods_optimizer_class_applies_gradients_as_they_are_outside_a_job():
         model.fit(x, y, batch_size=8, epochs=2, verbose=0)
         trained.append(model.get_weights())
     for plain, distributed in zip(*trained, strict=True):
-        np.testing.assert_allclose(distributed, plain, rtol=1e-6)
+        # Equal up to float32 rounding (torch's CPU kernels are not bitwise
+        # reproducible from one fit to the next).
+        np.testing.assert_allclose(distributed, plain, rtol=1e-5, atol=1e-7)
 
 
 def test_engine_names_single_process_multi_worker_and_launchable():
