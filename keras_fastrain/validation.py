@@ -5,6 +5,7 @@ and what is allowed, in Keras's wording: "Invalid value for argument `x`.
 Received: x=... Expected ...".
 """
 
+import datetime
 import math
 import numbers
 
@@ -14,6 +15,7 @@ __all__ = [
     "AUTO",
     "check_bool",
     "check_choice",
+    "check_duration",
     "check_flag",
     "check_float",
     "check_int",
@@ -106,3 +108,11 @@ def _range_text(low, high, closed):
     left = "[" if closed[0] else "("
     right = "]" if closed[1] else ")"
     return f" in {left}{low}, {high}{right}"
+
+
+def check_duration(name, value):
+    """Returns a time budget in seconds (a float > 0, inf allowed) from a
+    number of seconds or a `datetime.timedelta`."""
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    return check_float(name, value, low=0, closed=(False, True))

@@ -9,8 +9,9 @@ from keras_fastrain.callbacks.distributed import (
     LearningRateWarmupCallback,
     MetricAverageCallback,
 )
-from keras_fastrain.callbacks.early_stopping import EarlyStopping, StopReason
+from keras_fastrain.callbacks.early_stopping import EarlyStopping
 from keras_fastrain.callbacks.learning_rate import LearningRateScheduleCallback
+from keras_fastrain.callbacks.stop_reason import StopReason
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
 
 __all__ = [

@@ -8,9 +8,7 @@ when the metric passes a divergence threshold, and when the metric or the loss
 stops being finite. It records why and when it stopped.
 """
 
-import datetime
 import difflib
-import enum
 import math
 import time
 import warnings
@@ -20,58 +18,19 @@ import numpy as np
 
 from keras_fastrain import _keras_internals, distribute
 from keras_fastrain.callbacks.metric_direction import infer_mode
+from keras_fastrain.callbacks.stop_reason import StopReason
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.validation import (
     check_bool,
     check_choice,
+    check_duration,
     check_flag,
     check_float,
     check_int,
     check_optional_finite,
 )
 
-__all__ = ["EarlyStopping", "StopReason"]
-
-
-class StopReason(str, enum.Enum):
-    """Why an `EarlyStopping` callback ended training.
-
-    Its `stopped_reason` after `fit` (or `None` if it did not stop). The
-    members are strings, so `StopReason.DIVERGED == "diverged"`.
-
-    Attributes:
-        TARGET_REACHED: The monitored value reached `target`.
-        NO_IMPROVEMENT: No improvement for `patience` epochs.
-        DIVERGED: The monitored value passed `divergence_threshold`.
-        NOT_FINITE: The monitored value or the loss was NaN or infinite.
-        TIME_BUDGET: `max_duration` was spent.
-
-    Example:
-
-    ```python
-    stop = keras_fastrain.callbacks.EarlyStopping(monitor="val_accuracy", target=0.9)
-    model.fit(x, y, validation_split=0.1, epochs=50, callbacks=[stop])
-    if stop.stopped_reason is keras_fastrain.callbacks.StopReason.TARGET_REACHED:
-        print(f"90% after {stop.time_to_target:.0f} s")
-    ```
-    """
-
-    TARGET_REACHED = "target_reached"
-    NO_IMPROVEMENT = "no_improvement"
-    DIVERGED = "diverged"
-    NOT_FINITE = "not_finite"
-    TIME_BUDGET = "time_budget"
-
-
-def _seconds(max_duration):
-    if isinstance(max_duration, datetime.timedelta):
-        max_duration = max_duration.total_seconds()
-    return check_float(
-        "max_duration",
-        max_duration,
-        low=0,
-        closed=(False, True),
-    )
+__all__ = ["EarlyStopping"]
 
 
 def _scalar(key, value):
@@ -204,7 +163,9 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
             "divergence_threshold", divergence_threshold
         )
         self.check_finite = check_bool("check_finite", check_finite)
-        self.max_duration = None if max_duration is None else _seconds(max_duration)
+        self.max_duration = (
+            None if max_duration is None else check_duration("max_duration", max_duration)
+        )
         direction = mode if mode != "auto" else infer_mode(monitor)
         if direction is not None:
             self._set_direction(direction)

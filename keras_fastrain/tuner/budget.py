@@ -18,13 +18,12 @@ when `search` is called:
   `populate_space`) fails at once with a message saying so.
 """
 
-import datetime
 import time
 
 import keras
 from keras_tuner.engine.trial import TrialStatus
 
-from keras_fastrain.validation import check_float
+from keras_fastrain.validation import check_duration
 
 __all__ = ["BudgetStopper", "BudgetedOracle", "SearchBudget"]
 
@@ -46,12 +45,8 @@ class SearchBudget:
     """
 
     def __init__(self, max_duration):
-        if isinstance(max_duration, datetime.timedelta):
-            max_duration = max_duration.total_seconds()
         self.max_duration = (
-            None
-            if max_duration is None
-            else check_float("max_duration", max_duration, low=0, closed=(False, True))
+            None if max_duration is None else check_duration("max_duration", max_duration)
         )
         self._start = time.monotonic()
 
