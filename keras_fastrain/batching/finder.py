@@ -37,9 +37,10 @@ from keras_fastrain.batching.search import (
     DoesNotFitError,
     search_batch_size,
 )
-from keras_fastrain.devices import host_array, list_devices
+from keras_fastrain.devices import list_devices
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard
+from keras_fastrain.snapshot import ModelSnapshot
 from keras_fastrain.validation import AUTO, check_float, check_int
 
 __all__ = ["BatchSizeFinder", "find_batch_size"]
@@ -141,7 +142,7 @@ class BatchSizeFinder:
         fit = fit or model.fit
         budget = self._budget()
         per_sample = memory.training_bytes_per_sample(model, shard(x, np.arange(1)))
-        snapshot = _Snapshot(model, x)
+        snapshot = ModelSnapshot(model, x)
         min_batch = _round_up(self.min_batch_size, multiple_of)
         limit = count * feeders
         if self.max_batch_size is not None:
@@ -286,24 +287,6 @@ class _StepTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
-
-
-class _Snapshot:
-    """The values of a model's, its optimizer's and its metrics' variables."""
-
-    def __init__(self, model, x):
-        if not model.built:
-            model(shard(x, np.arange(1)))
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
-        self.model = model
-        self.variables = list(model.variables) + list(model.optimizer.variables)
-        self.values = [host_array(v).copy() for v in self.variables]
-
-    def restore(self):
-        for variable, value in zip(self.variables, self.values, strict=True):
-            variable.assign(value)
-        self.model.reset_metrics()
 
 
 def _sample_count(x):
