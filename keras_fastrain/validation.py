@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "AUTO",
+    "check_arrays",
     "check_bool",
     "check_choice",
     "check_duration",
@@ -116,3 +117,18 @@ def check_duration(name, value):
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
     return check_float(name, value, low=0, closed=(False, True))
+
+
+def check_arrays(name, value):
+    """Returns the number of samples in `value`: an array, or a list/dict of
+    arrays (anything with a `shape` of at least one dimension), which the
+    measuring tools (the batch-size and learning-rate finders) train on."""
+    import keras
+
+    arrays = keras.tree.flatten(value) if value is not None else []
+    if not arrays or not all(hasattr(a, "shape") and len(a.shape) >= 1 for a in arrays):
+        raise TypeError(
+            f"Invalid value for argument `{name}`. Expected arrays (or a list/dict of "
+            f"arrays). Received: {name} of type {type(value).__name__}."
+        )
+    return len(arrays[0])

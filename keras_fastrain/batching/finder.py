@@ -41,7 +41,7 @@ from keras_fastrain.devices import list_devices
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard
 from keras_fastrain.snapshot import ModelSnapshot
-from keras_fastrain.validation import AUTO, check_float, check_int
+from keras_fastrain.validation import AUTO, check_arrays, check_float, check_int
 
 __all__ = ["BatchSizeFinder", "find_batch_size"]
 
@@ -130,12 +130,7 @@ class BatchSizeFinder:
         """
         if getattr(model, "optimizer", None) is None:
             raise ValueError("Compile the model before searching its batch size.")
-        count = _sample_count(x)
-        if count is None:
-            raise TypeError(
-                "Invalid value for argument `x`. Expected arrays (or a list/dict of "
-                f"arrays). Received: x of type {type(x).__name__}."
-            )
+        count = check_arrays("x", x)
         engine = distribute.current()
         feeders = 1 if engine.feeds_global_batch() else engine.size
         multiple_of = int(np.lcm(multiple_of, feeders))

@@ -26,7 +26,7 @@ import numpy as np
 from keras_fastrain.distribute import current
 from keras_fastrain.scaling import rate_comes_from_schedule
 from keras_fastrain.snapshot import ModelSnapshot
-from keras_fastrain.validation import check_float, check_int
+from keras_fastrain.validation import check_arrays, check_float, check_int
 
 __all__ = ["LearningRateFinder", "LearningRateSearch"]
 
@@ -184,12 +184,7 @@ class LearningRateFinder:
                 "optimizer takes it from a LearningRateSchedule: compile with a fixed "
                 "rate for the test."
             )
-        count = _sample_count(x)
-        if count is None:
-            raise TypeError(
-                "Invalid value for argument `x`. Expected arrays (or a list/dict of "
-                f"arrays). Received: x of type {type(x).__name__}."
-            )
+        count = check_arrays("x", x)
         start = time.perf_counter()
         engine = current()
         snapshot = ModelSnapshot(model, x)
@@ -294,12 +289,5 @@ def _centered_average(values, window):
     return (sums[high] - sums[low]) / (high - low)
 
 
-def _sample_count(x):
-    arrays = keras.tree.flatten(x) if x is not None else []
-    if not arrays or not all(isinstance(a, np.ndarray) and a.ndim >= 1 for a in arrays):
-        return None
-    return len(arrays[0])
-
-
 def _rows(data, rows):
-    return None if data is None else keras.tree.map_structure(lambda a: a[rows], data)
+    return None if data is None else keras.tree.map_structure(lambda a: np.asarray(a)[rows], data)
