@@ -123,6 +123,8 @@ def check_arrays(name, value):
     """Returns the number of samples in `value`: an array, or a list/dict of
     arrays (anything with a `shape` of at least one dimension), which the
     measuring tools (the batch-size and learning-rate finders) train on."""
+    # Imported here: the command line checks its arguments with this module
+    # before it knows whether the selected Keras backend is installed.
     import keras
 
     arrays = keras.tree.flatten(value) if value is not None else []

@@ -141,7 +141,8 @@ class FastModel(keras.Model):
                 "(fit then updates their masks by itself)."
             )
         super().__init__(*args, **kwargs)
-        self._parts = builtin_parts() + _check_parts(parts)
+        self._own_parts = _check_parts(parts)
+        self._parts = builtin_parts() + self._own_parts
         self._fastrain_options = {"verbose": 1}
         for part in self._parts:
             self._fastrain_options.update(part.options)
@@ -340,9 +341,8 @@ class FastModel(keras.Model):
             if self.augmentation is None
             else keras.saving.serialize_keras_object(self.augmentation)
         )
-        own = self._parts[len(builtin_parts()) :]
-        if own:
-            options["parts"] = [keras.saving.serialize_keras_object(p) for p in own]
+        if self._own_parts:
+            options["parts"] = [keras.saving.serialize_keras_object(p) for p in self._own_parts]
         config.update(options)
         return config
 
