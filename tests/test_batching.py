@@ -2,6 +2,7 @@
 dataset and the gradient-noise-scale formula."""
 
 import gc
+import math
 import weakref
 
 import keras
@@ -20,7 +21,7 @@ from keras_fastrain.batching.noise_scale import (
     noise_scale_from_norms,
     split_gradient_sq_norms,
 )
-from keras_fastrain.batching.search import OUT_OF_MEMORY, search_batch_size
+from keras_fastrain.batching.search import OUT_OF_MEMORY, goodput_efficiency, search_batch_size
 from keras_fastrain.callbacks import AdaptiveBatchSize
 
 pytestmark = pytest.mark.smoke
@@ -148,7 +149,11 @@ def test_finder_never_runs_a_batch_over_the_memory_budget(digits):
     # About 1.4 kB a sample is estimated: 32 fits in 50 kB, 64 does not, so
     # the next doubling meets the budget whatever the (noisy) timings.
     finder = BatchSizeFinder(
-        min_batch_size=32, max_trials=6, steps_per_trial=1, memory_budget=50_000
+        min_batch_size=32,
+        max_trials=6,
+        steps_per_trial=1,
+        memory_budget=50_000,
+        max_seconds=None,
     )
     result = finder.find(model, x, y)
     assert any(t.status == "over memory budget" for t in result.trials)
@@ -171,7 +176,9 @@ def test_finder_steps_back_from_out_of_memory_errors(digits):
             raise ResourceExhaustedError("OOM when allocating tensor with shape[128,64]")
         return model.fit(*args, batch_size=batch_size, **kwargs)
 
-    finder = BatchSizeFinder(min_batch_size=16, max_trials=8, steps_per_trial=1, memory_budget=None)
+    finder = BatchSizeFinder(
+        min_batch_size=16, max_trials=8, steps_per_trial=1, memory_budget=None, max_seconds=None
+    )
     result = finder.find(model, x, y, fit=fit)
     failed = [t for t in result.trials if t.status == OUT_OF_MEMORY]
     assert failed and all(t.batch_size > 100 for t in failed)
@@ -376,3 +383,40 @@ def test_the_0_1_names_still_import_with_a_deprecation_warning(old, new):
         value = getattr(batching, old)
     assert value is (getattr(batching, new) if new else find_batch_size)
     assert old not in batching.__all__
+
+
+def test_search_by_goodput_keeps_the_base_batch_unless_a_larger_one_pays():
+    def flat(batch_size):  # samples per second that grow 10% a doubling
+        return batch_size / (1000.0 * 1.1 ** math.log2(batch_size / 32))
+
+    def steep(batch_size):  # a fixed 10 ms per step: throughput grows with the batch
+        return 0.01
+
+    def efficiency(noise_scale):
+        return goodput_efficiency(noise_scale, 32)
+
+    assert search_batch_size(flat, 32, 1024, efficiency=efficiency(200.0)).batch_size == 32
+    assert search_batch_size(flat, 32, 1024).batch_size > 32  # by throughput alone
+    # Goodput (B / 0.01) (232 / (200 + B)) rises towards 1024 but flattens:
+    # the smallest batch within 5% of the best is chosen.
+    chosen = search_batch_size(steep, 32, 1024, efficiency=efficiency(200.0))
+    best = max(t.goodput for t in chosen.trials)
+    assert 32 < chosen.batch_size < 1024
+    assert chosen.trials[
+        [t.batch_size for t in chosen.trials].index(chosen.batch_size)
+    ].goodput >= (0.95 * best)
+    unlimited = search_batch_size(steep, 32, 1024, efficiency=efficiency(float("inf")))
+    assert unlimited.batch_size >= 0.95 * 1024  # no noise limit: throughput alone
+
+
+def test_search_stops_when_out_of_time_and_keeps_what_it_measured():
+    measured = []
+
+    def measure(batch_size):
+        measured.append(batch_size)
+        return 0.01
+
+    search = search_batch_size(measure, 32, 4096, out_of_time=lambda: len(measured) >= 2)
+    assert measured == [32, 64]
+    assert search.stopped == "time budget" and search.batch_size == 64
+    assert "stopped by its time budget" in search.summary()

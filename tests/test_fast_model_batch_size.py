@@ -8,21 +8,27 @@ import keras
 import numpy as np
 import pytest
 
-from keras_fastrain import FastModel
+from keras_fastrain import FastModel, setup_time
 from keras_fastrain.batching import (
     BatchSizeFinder,
     GroupedBatches,
     ResizableDataset,
     TFDataBatches,
 )
-from keras_fastrain.callbacks import AdaptiveBatchSize, BackupAndRestore
+from keras_fastrain.callbacks import (
+    AdaptiveBatchSize,
+    BackupAndRestore,
+    EarlyStopping,
+    TimingProfiler,
+)
+from keras_fastrain.callbacks.timing_report import format_summary
 from tests.helpers import InterruptAtEpoch
 
 pytestmark = pytest.mark.smoke
-QUICK = {"max_trials": 4, "steps_per_trial": 2}
+QUICK = {"max_trials": 4, "steps_per_trial": 2, "max_seconds": None}
 
 
-def digits_model(seed=0):
+def digits_model(seed=0, rate=1e-3):
     keras.utils.set_random_seed(seed)
     model = FastModel(
         keras.Sequential(
@@ -36,11 +42,15 @@ def digits_model(seed=0):
         steps_per_execution=1,
     )
     model.compile(
-        keras.optimizers.Adam(1e-3),
+        keras.optimizers.Adam(rate),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     return model
+
+
+def learning_rate(model):
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
 class _EpochRecord(keras.callbacks.Callback):
@@ -76,13 +86,85 @@ def test_auto_batch_size_trains_as_a_fixed_fit_at_the_batch_it_chose(digits):
     assert record.planned == [math.ceil(len(x) / chosen)] * 2
     assert searched.choices["batch_size"].value == chosen
 
-    # The search left no trace: the same start trained at that batch ends
-    # at the same weights and optimizer step.
-    fixed = digits_model()
+    # The search left no trace: the same start trained at that batch, at
+    # the rate scaled from the base batch's by the sqrt rule, ends at the
+    # same weights and optimizer step; the rate is put back after the fit.
+    assert learning_rate(searched) == pytest.approx(1e-3)
+    fixed = digits_model(rate=1e-3 * math.sqrt(chosen / 16))
     fixed.fit(x, y, batch_size=chosen, epochs=2, shuffle=False, verbose=0)
     assert int(searched.optimizer.iterations) == int(fixed.optimizer.iterations)
     for a, b in zip(searched.get_weights(), fixed.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_batch_size_scores_batches_by_goodput(digits):
+    # A noise scale of 100 samples: a batch B keeps (100 + 16) / (100 + B)
+    # of a sample's progress, and is chosen by throughput times that.
+    (x, y), _ = digits
+    model = digits_model()
+    finder = BatchSizeFinder(min_batch_size=16, **QUICK)
+    finder._noise_scale = lambda *args: 100.0
+    model.fit(x, y, batch_size=finder, epochs=1, verbose=0)
+    search = model.batch_size_search
+    assert search.objective == "goodput" and search.noise_scale == 100.0
+    for trial in search.trials:
+        assert trial.efficiency == pytest.approx(116 / (100 + trial.batch_size))
+        assert trial.goodput == pytest.approx(trial.samples_per_second * trial.efficiency)
+    best = max(t.goodput for t in search.trials)
+    good = [t.batch_size for t in search.trials if t.goodput >= best * (1 - search.margin)]
+    assert search.batch_size == min(good)
+    assert "goodput" in model.choices["batch_size"].reason
+
+
+def test_auto_batch_size_stays_within_its_time_budget(digits):
+    # Two epochs of 1,797 digits take a fraction of a second: 5% of that
+    # leaves no time for a second batch, so the base batch is kept.
+    (x, y), _ = digits
+    model = digits_model()
+    model.fit(x, y, batch_size="auto", epochs=2, verbose=0)
+    search = model.batch_size_search
+    assert [t.batch_size for t in search.trials] == [32]
+    assert search.batch_size == 32 and search.stopped == "time budget"
+    assert 0 < search.max_seconds < search.seconds
+    assert search.noise_scale is not None
+    assert "time budget" in search.table()
+
+
+def test_the_search_is_counted_in_every_time_shown(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    stopping = EarlyStopping(monitor="loss", patience=100)
+    profiler = TimingProfiler(mode="epoch", peak_flops=None)
+    model.fit(
+        x,
+        y,
+        batch_size=BatchSizeFinder(min_batch_size=16, **QUICK),
+        epochs=1,
+        verbose=0,
+        callbacks=[stopping, profiler],
+    )
+    searched = model.batch_size_search.seconds
+    setup = profiler.summary()["setup"]
+    assert [part["what"] for part in setup["parts"]] == ["batch-size search"]
+    assert setup["seconds"] == pytest.approx(searched, rel=0.05)
+    assert stopping.elapsed() >= setup["seconds"] + profiler.epochs[0]["epoch_time"]
+    assert "set-up before the first step" in format_summary(profiler.summary())
+    # The next fit searches nothing: nothing is counted again.
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[stopping, profiler])
+    assert profiler.summary()["setup"]["parts"] == []
+
+
+def test_a_plain_fit_counts_the_search_of_a_later_callback(digits):
+    (x, y), _ = digits
+    data = ResizableDataset(x, y, batch_size=16)
+    model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    adaptive = AdaptiveBatchSize(data, schedule={1: 2}, max_batch_size="auto")
+    stopping = EarlyStopping(monitor="loss", patience=100)
+    model.fit(data, epochs=1, verbose=0, callbacks=[adaptive, stopping])  # ES after the search
+    assert stopping.elapsed() >= adaptive.search.seconds
+    # Forgotten when the fit ends: the next fit (no search) does not count it.
+    assert setup_time.intervals(model) == []
 
 
 def test_adaptive_batch_size_grows_a_fast_model_fed_arrays(digits, recwarn):

@@ -1,11 +1,28 @@
-"""Finds the fastest batch size that fits, by training a few steps at each.
+"""Finds the batch size that reaches the target soonest, by training a few
+steps at each.
 
-Each candidate trains two short epochs through `fit`, so it measures what
+A larger batch runs more samples per second, but each of its samples
+teaches less once the batch is past the gradient noise scale. The search
+scores each batch by its goodput: throughput times statistical efficiency
+(see `keras_fastrain.batching.search`), with the noise scale measured on
+the model and data at the start (`objective="goodput"`, the default), or
+by throughput alone (`objective="throughput"`). A larger batch is chosen
+only when it beats the base batch (`min_batch_size`, Keras's 32 by
+default) by more than `margin`; otherwise the base batch is kept.
+
+The search has a time budget (`max_seconds`): by default a share
+(`budget_share`, 5%) of the training it serves, estimated from the base
+batch's throughput and the fit's epochs. No measurement starts that would
+not end within it; a search cut short keeps the best batch measured.
+
+Each candidate trains short epochs through `fit`, so it measures what
 `fit` will do: the same compiled step, `steps_per_execution` and
 distribution. Each epoch is timed over `steps_per_trial` steps after its
 first compiled call (which compiles the step for the new shape in the first
 epoch; the epoch's own set-up, which would swamp a small model's steps, does
-not count either), and the faster epoch counts. Candidates whose steps need
+not count either). Epochs repeat (two to five) until the two fastest agree
+within 3%, and the fastest counts, so that a noisy epoch does not pick the
+batch. Candidates whose steps need
 more rows than there are (large batches, or `steps_per_execution` calls of
 many steps) are fed batch by batch from a `PyDataset` rather than from a
 copy of the arrays many times over; on TensorFlow that feed is a little
@@ -31,19 +48,34 @@ import numpy as np
 
 from keras_fastrain import distribute
 from keras_fastrain.batching import memory
+from keras_fastrain.batching.noise_scale import PROBE_BATCH_SIZE, measure_noise_scale
 from keras_fastrain.batching.search import (
     OUT_OF_MEMORY,
     OVER_BUDGET,
     DoesNotFitError,
+    goodput_efficiency,
     search_batch_size,
 )
 from keras_fastrain.devices import list_devices
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard
+from keras_fastrain.scaling import SCALING_RULES
 from keras_fastrain.snapshot import ModelSnapshot
-from keras_fastrain.validation import AUTO, check_arrays, check_float, check_int
+from keras_fastrain.validation import (
+    AUTO,
+    check_arrays,
+    check_choice,
+    check_duration,
+    check_float,
+    check_int,
+)
 
 __all__ = ["BatchSizeFinder", "find_batch_size"]
+
+OBJECTIVES = ("goodput", "throughput")
+# Timing epochs per candidate: at least, at most, and how close the two
+# fastest must be to stop.
+MIN_REPEATS, MAX_REPEATS, STABLE = 2, 5, 0.03
 
 
 class BatchSizeFinder:
@@ -59,9 +91,30 @@ class BatchSizeFinder:
         steps_per_trial: Integer >= 1. Timed steps per batch size and
             epoch, rounded up to whole compiled calls
             (`steps_per_execution`). Defaults to 8.
-        margin: Float in [0, 1). Batches within this relative throughput
-            of the fastest count as fast; the smallest of them is chosen.
+        margin: Float in [0, 1). Batches within this relative score of the
+            best count as equally good; the smallest of them is chosen.
             Defaults to 0.05.
+        objective: `"goodput"` (throughput times statistical efficiency,
+            from the gradient noise scale measured on `probes` batches at
+            the start) or `"throughput"` (samples per second alone).
+            Defaults to `"goodput"`.
+        max_seconds: `"auto"`, a number of seconds > 0, or `None`. The
+            search's time budget, every measurement and restoring the model
+            included. `"auto"`: `budget_share` of the training it serves,
+            estimated from the first batch's throughput and `find`'s
+            `epochs`. `None`: no time budget (only `max_trials`). Defaults
+            to `"auto"`.
+        budget_share: Float in (0, 1). The share of the expected training
+            time that `max_seconds="auto"` gives the search. Defaults to
+            0.05.
+        probes: Integer >= 1. Batches (of at least 256 samples) the noise
+            scale is measured on. Defaults to 4.
+        learning_rate_rule: `"sqrt"`, `"linear"` or `None`. How
+            `FastModel.fit(batch_size="auto")` scales the optimizer's rate
+            (taken as tuned for `min_batch_size`) when it trains at a larger
+            batch: by `sqrt(B / min_batch_size)`, `B / min_batch_size` or
+            not at all; the rate is put back after the fit. Defaults to
+            `"sqrt"`.
         memory_budget: `"auto"`, integer bytes, or `None`. The memory one
             batch may take: `"auto"` is half the memory available when the
             search starts on a CPU, and no budget on an accelerator (its
@@ -86,6 +139,11 @@ class BatchSizeFinder:
         steps_per_trial=8,
         margin=0.05,
         memory_budget=AUTO,
+        objective="goodput",
+        max_seconds=AUTO,
+        budget_share=0.05,
+        probes=4,
+        learning_rate_rule="sqrt",
     ):
         self.min_batch_size = check_int("min_batch_size", min_batch_size, minimum=1)
         self.max_batch_size = (
@@ -103,16 +161,29 @@ class BatchSizeFinder:
                 "bytes > 0."
             )
         self.memory_budget = memory_budget
+        self.objective = check_choice("objective", objective, OBJECTIVES)
+        if max_seconds not in (AUTO, None):
+            max_seconds = check_duration("max_seconds", max_seconds)
+        self.max_seconds = max_seconds
+        self.budget_share = check_float(
+            "budget_share", budget_share, low=0.0, high=1.0, closed=(False, False)
+        )
+        self.probes = check_int("probes", probes, minimum=1)
+        self.learning_rate_rule = check_choice(
+            "learning_rate_rule", learning_rate_rule, SCALING_RULES
+        )
 
     def __repr__(self):
         return (
             f"BatchSizeFinder(min_batch_size={self.min_batch_size}, "
             f"max_batch_size={self.max_batch_size}, max_trials={self.max_trials}, "
             f"steps_per_trial={self.steps_per_trial}, margin={self.margin}, "
-            f"memory_budget={self.memory_budget!r})"
+            f"memory_budget={self.memory_budget!r}, objective={self.objective!r}, "
+            f"max_seconds={self.max_seconds!r}, budget_share={self.budget_share}, "
+            f"probes={self.probes}, learning_rate_rule={self.learning_rate_rule!r})"
         )
 
-    def find(self, model, x, y=None, sample_weight=None, multiple_of=1, fit=None):
+    def find(self, model, x, y=None, sample_weight=None, multiple_of=1, fit=None, epochs=1):
         """Searches the batch size for training `model` on `x`, `y`.
 
         Args:
@@ -124,6 +195,9 @@ class BatchSizeFinder:
             fit: The `fit` to time; defaults to `model.fit`. Batch sizes
                 given to it are global batches divided by the workers that
                 feed their own share.
+            epochs: Number > 0. The epochs of the training the search
+                serves: `max_seconds="auto"` gives the search
+                `budget_share` of their expected time. Defaults to 1.
 
         Returns:
             A `keras_fastrain.batching.BatchSizeSearch`.
@@ -135,6 +209,8 @@ class BatchSizeFinder:
         feeders = 1 if engine.feeds_global_batch() else engine.size
         multiple_of = int(np.lcm(multiple_of, feeders))
         fit = fit or model.fit
+        epochs = check_float("epochs", epochs, low=0.0, closed=(False, True))
+        started = time.perf_counter()
         budget = self._budget()
         per_sample = memory.training_bytes_per_sample(model, shard(x, np.arange(1)))
         snapshot = ModelSnapshot(model, x)
@@ -144,7 +220,13 @@ class BatchSizeFinder:
             limit = min(limit, self.max_batch_size)
         limit = max(limit // multiple_of * multiple_of, min_batch)
 
+        noise = {}
+        clock = {"longest": 0.0, "max_seconds": None}
+        if self.max_seconds != AUTO:
+            clock["max_seconds"] = self.max_seconds
+
         def measure(batch_size):
+            begun = time.perf_counter()
             local = batch_size // feeders
             estimate = local * per_sample
             too_big = budget is not None and estimate > budget
@@ -164,8 +246,33 @@ class BatchSizeFinder:
                 raise DoesNotFitError(OUT_OF_MEMORY, out_of_memory)
             if engine.size > 1:  # every worker waits for the slowest
                 seconds = float(engine.allreduce(float(seconds), "max"))
+            if not noise:  # the base batch: the run's pace, and the noise scale
+                if self.max_seconds == AUTO:
+                    run_seconds = epochs * limit_samples / (batch_size / seconds)
+                    clock["max_seconds"] = self.budget_share * run_seconds
+                if self.objective == "goodput":
+                    noise["scale"] = self._noise_scale(model, x, y, sample_weight, local)
+                noise["base"] = batch_size
+            clock["longest"] = max(clock["longest"], time.perf_counter() - begun)
             return seconds
 
+        def efficiency(batch_size):
+            if "scale" not in noise:
+                return 1.0
+            return goodput_efficiency(noise["scale"], noise["base"])(batch_size)
+
+        def out_of_time():
+            if clock["max_seconds"] is None:
+                return False
+            # No measurement that would end past the budget (the longest
+            # so far is the guess: larger batches take no less).
+            spent = time.perf_counter() - started + clock["longest"]
+            return any_worker(spent > clock["max_seconds"])
+
+        limit_samples = count * feeders
+        # The timer stops its fits by `stop_training`; a search run from a
+        # callback of a running fit must not stop that fit.
+        stop_training = getattr(model, "stop_training", False)
         try:
             result = search_batch_size(
                 measure,
@@ -174,14 +281,35 @@ class BatchSizeFinder:
                 max_trials=self.max_trials,
                 margin=self.margin,
                 multiple_of=max(8, multiple_of) // multiple_of * multiple_of,
+                efficiency=None if self.objective == "throughput" else efficiency,
+                out_of_time=out_of_time,
             )
         finally:
+            model.stop_training = stop_training
             snapshot.restore()
             memory.release_cached_memory()
+        result.noise_scale = noise.get("scale")
+        result.max_seconds = clock["max_seconds"]
         if engine.size > 1:
             chosen = engine.broadcast(np.asarray([result.batch_size, result.max_batch_size]), 0)
             result.batch_size, result.max_batch_size = (int(v) for v in chosen)
+        result.seconds = time.perf_counter() - started
         return result
+
+    def _noise_scale(self, model, x, y, sample_weight, batch_size):
+        """The gradient noise scale at the model's current weights, on
+        `probes` random batches of this worker's arrays (averaged over the
+        workers)."""
+        count = _sample_count(x)
+        size = min(count, max(PROBE_BATCH_SIZE, batch_size))
+        rng = np.random.default_rng(distribute.current().rank)
+
+        def batches():
+            for _ in range(self.probes):
+                rows = np.sort(rng.choice(count, size=size, replace=False))
+                yield tuple(shard(a, rows) for a in (x, y, sample_weight))
+
+        return measure_noise_scale(model, batches(), distribute.current())
 
     def _budget(self):
         if self.memory_budget != AUTO:
@@ -190,17 +318,20 @@ class BatchSizeFinder:
         return memory.default_budget(kind)
 
     def _time_steps(self, model, fit, x, y, sample_weight, batch_size):
-        """Seconds per step at `batch_size`: the faster of two epochs, each
-        timed from the end of its first compiled call, so that neither the
-        compilation, nor a second trace (TensorFlow may trace a new shape
-        again in the next epoch), nor the epoch's set-up counts."""
+        """Seconds per step at `batch_size`: the fastest of two to five
+        epochs (until the two fastest agree within 3%; always three with
+        several workers, whose epochs must match), each timed from the end
+        of its first compiled call, so that neither the compilation, nor a
+        second trace (TensorFlow may trace a new shape again in the next
+        epoch), nor the epoch's set-up counts."""
         per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
         timed_steps = _round_up(self.steps_per_trial, per_call)
         steps = per_call + timed_steps
         count = _sample_count(x)
-        timer = _StepTimer()
-        options = {"epochs": 2, "verbose": 0, "callbacks": [timer]}
         engine = distribute.current()
+        timer = _StepTimer(adaptive=engine.size == 1)
+        repeats = MAX_REPEATS if engine.size == 1 else MIN_REPEATS + 1
+        options = {"epochs": repeats, "verbose": 0, "callbacks": [timer]}
         if batch_size * steps <= count or (engine.size > 1 and engine.feeds_global_batch()):
             # Views of the first rows (copies when they must wrap around; a
             # strategy over workers shards arrays itself).
@@ -267,11 +398,13 @@ class _CycledBatches(keras.utils.PyDataset):
 
 
 class _StepTimer(keras.callbacks.Callback):
-    """Times each epoch from the end of its first batch (or compiled call)."""
+    """Times each epoch from the end of its first batch (or compiled call);
+    when `adaptive`, stops the fit once the two fastest epochs agree."""
 
-    def __init__(self):
+    def __init__(self, adaptive=True):
         super().__init__()
         self.seconds = []
+        self.adaptive = adaptive
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = None
@@ -282,6 +415,13 @@ class _StepTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        fastest = sorted(self.seconds)[:2]
+        if (
+            self.adaptive
+            and len(fastest) >= MIN_REPEATS
+            and fastest[1] <= fastest[0] * (1 + STABLE)
+        ):
+            self.model.stop_training = True
 
 
 def _sample_count(x):

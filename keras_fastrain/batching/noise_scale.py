@@ -27,7 +27,18 @@ import weakref
 import keras
 import numpy as np
 
-__all__ = ["noise_scale_from_norms", "NoiseScaleEstimate", "split_gradient_sq_norms"]
+from keras_fastrain import _keras_internals
+
+__all__ = [
+    "measure_noise_scale",
+    "noise_scale_from_norms",
+    "NoiseScaleEstimate",
+    "split_gradient_sq_norms",
+]
+
+# The smallest batch a noise measurement uses: one far below the noise scale
+# measures mostly noise.
+PROBE_BATCH_SIZE = 256
 
 
 def noise_scale_from_norms(small_sq_norm, big_sq_norm, small_batch, big_batch):
@@ -207,3 +218,32 @@ def _torch_gradient(model, x, y, sample_weight):
         np.zeros(tuple(v.shape), "float32") if g is None else g.detach().cpu().numpy()
         for v, g in zip(variables, gradients, strict=True)
     ]
+
+
+def measure_noise_scale(model, batches, engine=None, parts=4):
+    """`B_noise` of a compiled model, from `batches` of its training data.
+
+    Args:
+        model: A compiled `keras.Model`.
+        batches: Iterable of `(x, y)` or `(x, y, sample_weight)` batches of
+            arrays (of at least `parts` rows; the rows past a multiple of
+            `parts` are left out).
+        engine: A `keras_fastrain.distribute.Engine` or `None`. With
+            several workers the squared norms are averaged over them before
+            the ratio is taken, so every worker gets the same value.
+        parts: Integer >= 2. Each batch is split into this many parts.
+
+    Returns:
+        Float: the noise scale in samples; infinite when the gradient is
+        lost in the noise.
+    """
+    _keras_internals.sync_jax_state(model)
+    estimate = NoiseScaleEstimate()
+    for batch in batches:
+        rows = len(keras.tree.flatten(batch)[0]) // parts * parts  # the rows split uses
+        small, big = split_gradient_sq_norms(model, batch, parts=parts)
+        estimate.add(small, big, rows // parts, rows)
+    gradient, trace = estimate.means()
+    if engine is not None and engine.size > 1:
+        gradient, trace = (float(v) for v in engine.allreduce(np.array([gradient, trace]), "mean"))
+    return NoiseScaleEstimate.ratio(gradient, trace)

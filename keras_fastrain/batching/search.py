@@ -1,27 +1,47 @@
-"""The batch-size search: which batch gives the most samples per second.
+"""The batch-size search: which batch reaches the target soonest.
 
 Pure logic over a `measure(batch_size)` function, so that it can be tested
-against any step-time curve. The search has three phases, all within
-`max_trials` measurements:
+against any step-time curve. Each batch is scored by its throughput
+(samples per second) times, when an `efficiency` is given, its statistical
+efficiency: the share of a sample's progress that survives at that batch.
+With the gradient noise scale `B_noise` (McCandlish et al. 2018), a batch
+`B` needs `(B_noise + B) / (B_noise + B0)` times the samples that the base
+batch `B0` needs for the same progress, so its efficiency is
+`(B_noise + B0) / (B_noise + B)` and throughput times efficiency is its
+*goodput* (Pollux, Qiao et al., OSDI 2021). Without an efficiency the score
+is the throughput alone.
+
+The search has three phases, all within `max_trials` measurements and while
+`out_of_time()` says there is time left:
 
 1. Doubling from `min_batch_size` until a batch does not fit, the limit is
-   reached, or two doublings in a row gain less than `margin` throughput.
+   reached, or two doublings in a row gain less than `margin` score.
 2. Bisection between the largest batch that fitted and the smallest that
-   did not, when the fastest batch so far is the largest that fitted (a
-   bigger one might be faster still).
-3. Bisection towards the smallest batch whose throughput is within
-   `margin` of the best: a smaller batch takes more optimizer steps per
-   epoch, so of two batches equally fast the smaller one is kept.
+   did not, when the best batch so far is the largest that fitted (a
+   bigger one might be better still).
+3. Bisection towards the smallest batch whose score is within `margin` of
+   the best: a smaller batch takes more optimizer steps per epoch, so of
+   two batches equally good the smaller one is kept; a larger batch must
+   beat the base batch by more than `margin` to be chosen.
 """
 
 import dataclasses
 import json
 
-__all__ = ["BatchSizeSearch", "BatchSizeTrial", "DoesNotFitError", "search_batch_size"]
+__all__ = [
+    "BatchSizeSearch",
+    "BatchSizeTrial",
+    "DoesNotFitError",
+    "goodput_efficiency",
+    "search_batch_size",
+]
 
 OK = "ok"
 OUT_OF_MEMORY = "out of memory"
 OVER_BUDGET = "over memory budget"
+# Why a search ended.
+COMPLETED = "completed"
+TIME_BUDGET = "time budget"
 
 
 class DoesNotFitError(Exception):
@@ -70,6 +90,9 @@ class BatchSizeTrial:
         seconds_per_step: Float, or `None` when the batch did not fit.
             Defaults to `None`.
         detail: String. Why it did not fit. Defaults to `""`.
+        efficiency: Float in (0, 1]. The statistical efficiency of this
+            batch against the search's base batch (1 when the search scores
+            throughput alone). Defaults to 1.0.
 
     Example:
 
@@ -84,6 +107,7 @@ class BatchSizeTrial:
     status: str
     seconds_per_step: float | None = None
     detail: str = ""
+    efficiency: float = 1.0
 
     @property
     def samples_per_second(self):
@@ -91,23 +115,40 @@ class BatchSizeTrial:
             return None
         return self.batch_size / self.seconds_per_step if self.seconds_per_step else float("inf")
 
+    @property
+    def goodput(self):
+        """Samples per second times efficiency, or `None` when it did not fit."""
+        rate = self.samples_per_second
+        return None if rate is None else rate * self.efficiency
+
 
 @dataclasses.dataclass
 class BatchSizeSearch:
     """What a batch-size search found.
 
-    Made by `find_batch_size`, `BatchSizeFinder.find` and
-    `search_batch_size`; its fields are also its attributes. `fastest` is
-    the measured batch with the highest throughput, `table()` the trials as
-    text, `to_json()` the whole result.
+    Made by `BatchSizeFinder.find` and `search_batch_size`; its fields are
+    also its attributes. `fastest` is the measured batch with the highest
+    throughput, `table()` the trials as text, `to_json()` the whole result.
 
     Args:
         batch_size: Integer. The smallest measured batch within `margin` of
-            the highest throughput: the one to train with.
+            the best score (goodput, or throughput): the one to train with.
         max_batch_size: Integer. The largest measured batch that fitted:
             where growth during training stops.
         trials: List of every `BatchSizeTrial`, in the order measured.
-        margin: Float. The relative throughput margin used.
+        margin: Float. The relative margin used.
+        objective: String. `"goodput"` (throughput times efficiency) or
+            `"throughput"`. Defaults to `"throughput"`.
+        noise_scale: Float or `None`. The gradient noise scale the
+            efficiencies came from. Defaults to `None`.
+        stopped: String. `"completed"`, or `"time budget"` when the search
+            ran out of its time before it was done. Defaults to
+            `"completed"`.
+        seconds: Float or `None`. The search's wall time, measurements,
+            noise scale and restoring the model included. Defaults to
+            `None`.
+        max_seconds: Float or `None`. The time budget it had. Defaults to
+            `None`.
 
     Example:
 
@@ -123,11 +164,21 @@ class BatchSizeSearch:
     max_batch_size: int
     trials: list
     margin: float
+    objective: str = "throughput"
+    noise_scale: float | None = None
+    stopped: str = COMPLETED
+    seconds: float | None = None
+    max_seconds: float | None = None
 
     @property
     def fastest(self):
         """The measured batch with the highest throughput."""
         return max(self._fitting(), key=lambda t: t.samples_per_second).batch_size
+
+    @property
+    def base_batch_size(self):
+        """The first batch measured: the one a larger batch must beat."""
+        return self.trials[0].batch_size
 
     def _fitting(self):
         return [t for t in self.trials if t.status == OK]
@@ -137,8 +188,17 @@ class BatchSizeSearch:
             "batch_size": self.batch_size,
             "max_batch_size": self.max_batch_size,
             "margin": self.margin,
+            "objective": self.objective,
+            "noise_scale": self.noise_scale,
+            "stopped": self.stopped,
+            "seconds": self.seconds,
+            "max_seconds": self.max_seconds,
             "trials": [
-                {**dataclasses.asdict(t), "samples_per_second": t.samples_per_second}
+                {
+                    **dataclasses.asdict(t),
+                    "samples_per_second": t.samples_per_second,
+                    "goodput": t.goodput,
+                }
                 for t in self.trials
             ],
         }
@@ -146,21 +206,63 @@ class BatchSizeSearch:
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2)
 
+    def summary(self):
+        """One line: what was chosen, from how many measurements, in what time."""
+        noise = "" if self.noise_scale is None else f", noise scale {self.noise_scale:,.0f}"
+        spent = "" if self.seconds is None else f" in {self.seconds:.1f} s"
+        budget = "" if self.max_seconds is None else f" (budget {self.max_seconds:.1f} s)"
+        ending = "; stopped by its time budget" if self.stopped == TIME_BUDGET else ""
+        return (
+            f"batch {self.batch_size}: the smallest within {self.margin:.0%} of the best "
+            f"{self.objective} of {len(self.trials)} sizes measured{spent}{budget}{noise}"
+            f"{ending}"
+        )
+
     def table(self):
         """The trials as a text table, sorted by batch size, the pick marked."""
-        lines = [f"{'batch':>7}  {'samples/s':>11}  {'ms/step':>8}  status"]
+        goodput = self.objective == "goodput"
+        lines = [
+            f"{'batch':>7}  {'samples/s':>11}  "
+            + (f"{'efficiency':>10}  {'goodput':>9}  " if goodput else "")
+            + f"{'ms/step':>8}  status"
+        ]
         for trial in sorted(self.trials, key=lambda t: t.batch_size):
             rate = trial.samples_per_second
             step = trial.seconds_per_step
             mark = "  <- chosen" if trial.batch_size == self.batch_size else ""
+            columns = f"{trial.batch_size:>7}  {_number(rate):>11}  "
+            if goodput:
+                columns += f"{trial.efficiency:>10.2f}  {_number(trial.goodput):>9}  "
             lines.append(
-                f"{trial.batch_size:>7}  {'-' if rate is None else f'{rate:,.0f}':>11}  "
-                f"{'-' if step is None else f'{step * 1e3:.2f}':>8}  {trial.status}{mark}"
+                f"{columns}{'-' if step is None else f'{step * 1e3:.2f}':>8}  {trial.status}{mark}"
             )
+        lines.append(self.summary())
         return "\n".join(lines)
 
     def __str__(self):
         return self.table()
+
+
+def goodput_efficiency(noise_scale, base_batch_size):
+    """The statistical efficiency `E(B) = (B_noise + B0) / (B_noise + B)`.
+
+    Args:
+        noise_scale: Float >= 0 (infinite: every batch is fully efficient).
+        base_batch_size: Integer. `B0`, the batch whose efficiency is 1.
+
+    Returns:
+        A function of the batch size.
+
+    Example:
+
+    ```python
+    efficiency = goodput_efficiency(noise_scale=100.0, base_batch_size=32)
+    efficiency(32), efficiency(256)  # (1.0, 0.37...)
+    ```
+    """
+    if noise_scale == float("inf"):
+        return lambda batch_size: 1.0
+    return lambda batch_size: (noise_scale + base_batch_size) / (noise_scale + batch_size)
 
 
 def search_batch_size(
@@ -170,18 +272,27 @@ def search_batch_size(
     max_trials=10,
     margin=0.05,
     multiple_of=8,
+    efficiency=None,
+    out_of_time=None,
 ):
-    """Searches the batch size with the highest throughput.
+    """Searches the batch size with the highest goodput (or throughput).
 
     Args:
         measure: Callable `measure(batch_size) -> seconds_per_step`; raises
             `DoesNotFitError` when the batch cannot run.
-        min_batch_size: Integer. The first candidate.
+        min_batch_size: Integer. The first candidate, and the base batch.
         max_batch_size: Integer or `None`. No candidate above it.
         max_trials: Integer >= 1. At most this many measurements.
-        margin: Float in [0, 1). Relative throughput within which two
-            batches count as equally fast.
+        margin: Float in [0, 1). Relative score within which two batches
+            count as equally good.
         multiple_of: Integer. Bisection candidates are multiples of it.
+        efficiency: Callable `efficiency(batch_size) -> float` or `None`
+            (throughput alone). Called after each measurement, so it may
+            depend on something `measure` measures on its first call (the
+            noise scale, in `BatchSizeFinder`).
+        out_of_time: Callable `() -> bool` or `None`: asked before every
+            measurement after the first; `True` ends the search with what
+            was measured (`stopped="time budget"`).
 
     Returns:
         A `BatchSizeSearch`.
@@ -207,6 +318,7 @@ def search_batch_size(
     ```
     """
     trials = {}
+    state = {"stopped": COMPLETED}
 
     def run(batch_size):
         try:
@@ -214,20 +326,33 @@ def search_batch_size(
         except DoesNotFitError as error:
             trial = BatchSizeTrial(batch_size, error.status, detail=error.detail)
         trials[batch_size] = trial
+        if efficiency is not None and trial.status == OK:
+            trial.efficiency = float(efficiency(batch_size))
         return trial
 
-    def best_rate():
-        return max((t.samples_per_second for t in trials.values() if t.status == OK), default=0)
+    def may_run():
+        if len(trials) >= max_trials:
+            return False
+        if trials and out_of_time is not None and out_of_time():
+            state["stopped"] = TIME_BUDGET
+            return False
+        return True
+
+    def score(b):
+        return trials[b].goodput
+
+    def best_score():
+        return max((t.goodput for t in trials.values() if t.status == OK), default=0)
 
     # 1. Doubling.
     batch_size, stalls, smallest_failed = min_batch_size, 0, None
-    while len(trials) < max_trials:
-        previous_best = best_rate()
+    while may_run():
+        previous_best = best_score()
         trial = run(batch_size)
         if trial.status != OK:
             smallest_failed = batch_size
             break
-        stalls = 0 if trial.samples_per_second > previous_best * (1 + margin) else stalls + 1
+        stalls = 0 if trial.goodput > previous_best * (1 + margin) else stalls + 1
         if stalls >= 2 or (max_batch_size is not None and batch_size >= max_batch_size):
             break
         batch_size *= 2
@@ -243,14 +368,11 @@ def search_batch_size(
             "Lower `min_batch_size`, or raise `memory_budget`."
         )
 
-    def rate(b):
-        return trials[b].samples_per_second
-
-    # 2. Bisect the memory limit when the largest batch that fitted is the fastest.
+    # 2. Bisect the memory limit when the largest batch that fitted is the best.
     largest = fitting[-1]
-    if smallest_failed is not None and rate(largest) >= best_rate():
+    if smallest_failed is not None and score(largest) >= best_score():
         low, high = largest, smallest_failed
-        while len(trials) < max_trials and high - low > multiple_of:
+        while high - low > multiple_of and may_run():
             middle = _rounded_middle(low, high, multiple_of)
             if middle is None:
                 break
@@ -261,16 +383,16 @@ def search_batch_size(
 
     # 3. Bisect towards the smallest batch within the margin of the best.
     def pick():
-        threshold = best_rate() * (1 - margin)
-        return min(b for b, t in trials.items() if t.status == OK and rate(b) >= threshold)
+        threshold = best_score() * (1 - margin)
+        return min(b for b, t in trials.items() if t.status == OK and score(b) >= threshold)
 
-    while len(trials) < max_trials:
+    while True:
         chosen = pick()
         below = [b for b, t in trials.items() if t.status == OK and b < chosen]
         if not below:
             break
         middle = _rounded_middle(max(below), chosen, multiple_of)
-        if middle is None or middle in trials:
+        if middle is None or middle in trials or not may_run():
             break
         run(middle)
 
@@ -279,7 +401,13 @@ def search_batch_size(
         max_batch_size=max(b for b, t in trials.items() if t.status == OK),
         trials=list(trials.values()),
         margin=margin,
+        objective="throughput" if efficiency is None else "goodput",
+        stopped=state["stopped"],
     )
+
+
+def _number(value):
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _rounded_middle(low, high, multiple_of):

@@ -24,9 +24,9 @@ import math
 import keras
 import numpy as np
 
-from keras_fastrain import _keras_internals, distribute
+from keras_fastrain import _keras_internals, distribute, setup_time
 from keras_fastrain.batching.finder import BatchSizeFinder
-from keras_fastrain.batching.noise_scale import NoiseScaleEstimate, split_gradient_sq_norms
+from keras_fastrain.batching.noise_scale import PROBE_BATCH_SIZE, measure_noise_scale
 from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
 from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule
@@ -34,7 +34,6 @@ from keras_fastrain.validation import AUTO, check_bool, check_choice, check_int
 
 __all__ = ["AdaptiveBatchSize"]
 
-PROBE_BATCH_SIZE = 256
 NEEDS_RESIZABLE = (
     "AdaptiveBatchSize changes the batch size between epochs, and Keras fixes the "
     "batch size of arrays when fit starts. Train a keras_fastrain.FastModel (it "
@@ -150,6 +149,7 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self._restored = None  # a state from set_state, applied when the run begins
         self.search = None  # the max_batch_size="auto" search of a plain fit
         self._running = False
+        self._counted_setup = False
 
     def limit_to_search(self, batch_size):
         """Bounds growth by a batch-size search's result, or by none again
@@ -216,13 +216,24 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
             )
         data = self.data
         history = getattr(self.model, "history", None)  # the search's fits make their own
-        self.search = BatchSizeFinder(min_batch_size=self.batch_size).find(
-            self.model, data.x, data.y, data.sample_weight, multiple_of=data.multiple_of
-        )
+        finder = BatchSizeFinder(min_batch_size=self.batch_size, objective="throughput")
+        with setup_time.counted(self.model, "batch-size search"):
+            self.search = finder.find(
+                self.model,
+                data.x,
+                data.y,
+                data.sample_weight,
+                multiple_of=data.multiple_of,
+                epochs=max(1, (self.params or {}).get("epochs") or 1),
+            )
         self.model.history = history
+        self._counted_setup = True
         return self.search.batch_size
 
     def on_train_end(self, logs=None):
+        if self._counted_setup:  # a plain fit's search: not the next fit's
+            setup_time.clear(self.model)
+            self._counted_setup = False
         self._running = False
         self._restored = None
 
@@ -271,24 +282,11 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     def _measure_noise_scale(self):
         """`B_noise` from `probes` random batches of this worker's data,
         the norms averaged over all workers (so all decide alike)."""
-        _keras_internals.sync_jax_state(self.model)
-        parts = 4
         # Probes at least PROBE_BATCH_SIZE samples: a batch far below the
         # noise scale measures mostly noise.
         size = min(self.data.num_samples, max(PROBE_BATCH_SIZE, self.data.batch_size))
-        size = size // parts * parts
-        estimate = NoiseScaleEstimate()
-        for _ in range(self.probes):
-            batch = self.data.sample_batch(size, self._rng)
-            drawn = len(keras.tree.flatten(batch)[0]) // parts * parts
-            small, big = split_gradient_sq_norms(self.model, batch, parts=parts)
-            estimate.add(small, big, drawn // parts, drawn)
-        gradient, trace = estimate.means()
-        if self._engine.size > 1:
-            gradient, trace = (
-                float(v) for v in self._engine.allreduce(np.array([gradient, trace]), "mean")
-            )
-        return NoiseScaleEstimate.ratio(gradient, trace)
+        batches = (self.data.sample_batch(size, self._rng) for _ in range(self.probes))
+        return measure_noise_scale(self.model, batches, self._engine)
 
     def _scale_learning_rate(self, ratio):
         optimizer = self.model.optimizer

@@ -16,7 +16,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_fastrain import _keras_internals, distribute
+from keras_fastrain import _keras_internals, distribute, setup_time
 from keras_fastrain.callbacks.metric_direction import infer_mode
 from keras_fastrain.callbacks.stop_reason import StopReason
 from keras_fastrain.distribute.consensus import any_worker
@@ -294,7 +294,9 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         self.best_weights = None
         self.stopped_reason = None
         self.stopped_epoch = 0
-        self._start = time.perf_counter()
+        now = time.perf_counter()
+        # The clock starts with the set-up before the first step (a search).
+        self._start = now - setup_time.spent_before(self.model, now)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.max_duration is not None and any_worker(self._decide_time()):

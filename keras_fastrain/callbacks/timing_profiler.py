@@ -19,6 +19,7 @@ import time
 
 import keras
 
+from keras_fastrain import setup_time
 from keras_fastrain.callbacks.timing_report import (
     CSV_COLUMNS,
     format_summary,
@@ -187,6 +188,7 @@ class TimingProfiler(keras.callbacks.Callback):
     # --- Per-run state -------------------------------------------------------
 
     def _reset(self):
+        self._setup = []  # the fit's set-up before the first step
         self.epochs = []
         self._run_batch_size = None
         self._peak = None
@@ -214,6 +216,12 @@ class TimingProfiler(keras.callbacks.Callback):
         self._next_run_batch_size = None
         self._summary = None
         self._in_train = True
+        now = time.perf_counter()
+        self._setup = [
+            {"what": i.what, "seconds": max(0.0, min(i.end, now) - i.start)}
+            for i in setup_time.intervals(self.model)
+            if i.start < now
+        ]
         if self._restored is not None:  # a resumed run: the epochs before it count
             self.epochs = [dict(row) for row in self._restored["epochs"]]
             self._restored = None
@@ -397,6 +405,10 @@ class TimingProfiler(keras.callbacks.Callback):
             "mode": self.mode,
             "batch_size": self._effective_batch_size(),
             "epochs": self.epochs,
+            "setup": {
+                "seconds": sum(part["seconds"] for part in self._setup),
+                "parts": self._setup,
+            },
             "first_step_seconds": self._first_step,
             "first_epoch_seconds": self.epochs[0]["train_time"] if self.epochs else None,
             "steady_state": steady,

@@ -78,6 +78,10 @@ def format_summary(summary):
             f"{_fmt(row['samples_per_sec'], digits=0):>10} {step_ms:>30} "
             f"{_fmt(row['data_wait'], digits=2):>11}"
         )
+    setup = summary.get("setup") or {"seconds": 0.0, "parts": []}
+    if setup["parts"]:
+        parts = ", ".join(f"{p['what']} {p['seconds']:.2f} s" for p in setup["parts"])
+        lines.append(f"set-up before the first step: {setup['seconds']:.2f} s ({parts})")
     steady = summary["steady_state"]
     if summary["first_step_seconds"] is not None:
         first = f"first step (tracing/compilation): {summary['first_step_seconds']:.3f} s"

@@ -13,7 +13,7 @@ import typing
 
 import keras
 
-from keras_fastrain import _keras_internals
+from keras_fastrain import _keras_internals, setup_time
 from keras_fastrain.augmentation import as_augmentation_layer
 from keras_fastrain.log import tell
 from keras_fastrain.parts import CompilePlan, Part, RunPlan, builtin_parts
@@ -291,6 +291,8 @@ class FastModel(keras.Model):
         """Applies every part to one call, then makes it with Keras's method."""
         verbose = self._fastrain_options["verbose"] and kwargs.get("verbose", "auto") != 0
         plan = RunPlan(self, self._parts, method, x, y, batch_size, kwargs, verbose)
+        if method == "fit":  # the parts' measurements from here on count in the fit's time
+            setup_time.clear(self)
         with plan.stack:
             for part in self._parts:
                 part.on_run(plan)

@@ -1,8 +1,10 @@
 """The batch-size part: search the batch size, and serve a batch that grows.
 
-`fit(batch_size="auto")` (or a `BatchSizeFinder`) measures the fastest
-batch that fits first, on array inputs or a `ResizableDataset`, and trains
-with it; the search is kept in `model.batch_size_search`. With an
+`fit(batch_size="auto")` (or a `BatchSizeFinder`) measures first, within a
+time budget, the batch with the best goodput (samples per second times
+statistical efficiency), on array inputs or a `ResizableDataset`, and
+trains with it, the learning rate scaled from the base batch's (and put
+back after the fit); the search is kept in `model.batch_size_search`. With an
 `AdaptiveBatchSize` callback, array inputs are served by a
 `ResizableDataset` whose batch grows (`validation_split` is taken from the
 arrays first, as Keras does), and a `keras.utils.PyDataset` or a batched
@@ -12,24 +14,27 @@ asks for no XLA: XLA would compile the step again for every batch size,
 while TensorFlow's graph takes any batch size as it is.
 """
 
+import contextlib
 import functools
 import math
 
 import keras
 import numpy as np
 
-from keras_fastrain import choices
+from keras_fastrain import _keras_internals, choices, setup_time
 from keras_fastrain.batching.finder import BatchSizeFinder
 from keras_fastrain.batching.grouped import GroupedBatches
 from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
 from keras_fastrain.batching.tf_data_batches import TFDataBatches
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
+from keras_fastrain.devices import host_array
 from keras_fastrain.distribute import Engine
 from keras_fastrain.distribute.sharding import shard
 from keras_fastrain.parts.base import Constraint, Part
 from keras_fastrain.parts.engine import engine_scope
 from keras_fastrain.parts.inputs import is_tf_dataset, sample_count
 from keras_fastrain.parts.workers import feeders, worker_share
+from keras_fastrain.scaling import rate_comes_from_schedule, scaled_learning_rate
 from keras_fastrain.validation import AUTO, check_float
 
 __all__ = ["BatchSizePart", "batch_size_finder"]
@@ -127,13 +132,14 @@ def _plan_batches(plan, growth):
         )
     if finder is not None:
         search = _search(plan, finder, *arrays, own_share=resizable)
+        _scale_learning_rate(plan, finder, search)
         batch_size = search.batch_size
         for callback in growth:
             callback.limit_to_search(search.max_batch_size)
     elif resizable:
         batch_size = x.batch_size * feeders(engine)
     if capped:  # grow from the start up to the fastest batch
-        start = BatchSizeFinder(min_batch_size=batch_size or 32)
+        start = BatchSizeFinder(min_batch_size=batch_size or 32, objective="throughput")
         search = _search(plan, start, *arrays, own_share=resizable)
         for callback in capped:
             callback.limit_to_search(search.batch_size)
@@ -173,21 +179,61 @@ def _search(plan, finder, x, y, sample_weight, own_share=False):
         x, y, _ = worker_share(engine, x, y, engine.size, weights)
         sample_weight = weights["sample_weight"]
     replicas = engine.num_replicas if engine.feeds_global_batch() else 1
-    with engine_scope(model, plan.engine):
+    epochs = max(1, plan.kwargs.get("epochs", 1) - plan.kwargs.get("initial_epoch", 0))
+    with engine_scope(model, plan.engine), setup_time.counted(model, "batch-size search"):
         # Keras's own fit: FastModel's would apply the parts again.
         keras_fit = functools.partial(keras.Model.fit, model)
-        search = finder.find(model, x, y, sample_weight, multiple_of=replicas, fit=keras_fit)
+        search = finder.find(
+            model, x, y, sample_weight, multiple_of=replicas, fit=keras_fit, epochs=epochs
+        )
     model.batch_size_search = search
+    plan.decide(choices.Choice("batch_size", search.batch_size, search.summary()))
+    return search
+
+
+def _scale_learning_rate(plan, finder, search):
+    """Trains a searched batch larger than the base at the optimizer's rate
+    scaled by the finder's rule (the rate is taken as tuned for the base
+    batch), and puts the rate back after the fit."""
+    base, chosen = search.base_batch_size, search.batch_size
+    optimizer = plan.model.optimizer
+    if chosen == base or finder.learning_rate_rule is None:
+        return
+    if rate_comes_from_schedule(optimizer):
+        plan.decide(
+            choices.Choice(
+                "learning_rate",
+                "schedule",
+                f"kept: batch {chosen} is {chosen / base:g}x the base batch {base}, and "
+                "the optimizer's rate comes from a LearningRateSchedule, which is not "
+                "rescaled; scale it yourself, or pass BatchSizeFinder(learning_rate_rule=None)",
+            )
+        )
+        return
+    rate = float(host_array(optimizer.learning_rate))
+    scaled = scaled_learning_rate(rate, base, chosen, rule=finder.learning_rate_rule)
+    plan.hold(_learning_rate_during_fit(plan.model, scaled))
     plan.decide(
         choices.Choice(
-            "batch_size",
-            search.batch_size,
-            f"the smallest within {search.margin:.0%} of the fastest of "
-            f"{len(search.trials)} sizes measured (largest that fit: "
-            f"{search.max_batch_size})",
+            "learning_rate",
+            scaled,
+            f"{rate:.3g} (taken as tuned for the base batch {base}) scaled by the "
+            f"{finder.learning_rate_rule} rule to batch {chosen}; put back after the fit",
+            changes_results=True,
         )
     )
-    return search
+
+
+@contextlib.contextmanager
+def _learning_rate_during_fit(model, rate):
+    optimizer = model.optimizer
+    before = float(host_array(optimizer.learning_rate))
+    optimizer.learning_rate = rate
+    try:
+        yield
+    finally:
+        _keras_internals.sync_jax_state(model)
+        optimizer.learning_rate = before
 
 
 def _give_data(callback, data):
