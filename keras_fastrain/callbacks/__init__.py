@@ -13,6 +13,7 @@ from keras_fastrain.callbacks.early_stopping import EarlyStopping
 from keras_fastrain.callbacks.learning_rate import LearningRateScheduleCallback
 from keras_fastrain.callbacks.stop_reason import StopReason
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
+from keras_fastrain.callbacks.warmup_decay import WarmupDecay
 
 __all__ = [
     "AdaptiveBatchSize",
@@ -25,5 +26,6 @@ __all__ = [
     "MetricAverageCallback",
     "StopReason",
     "TimingProfiler",
+    "WarmupDecay",
     "WorkersDisagreeError",
 ]

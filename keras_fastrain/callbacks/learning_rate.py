@@ -1,6 +1,7 @@
 """Horovod's `LearningRateScheduleCallback`, and the rate change it shares
 with `LearningRateWarmupCallback`."""
 
+import contextlib
 import numbers
 
 import keras
@@ -10,7 +11,7 @@ from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import rate_comes_from_schedule
 from keras_fastrain.validation import check_bool, check_float, check_int
 
-__all__ = ["change_rate", "current_rate", "LearningRateScheduleCallback"]
+__all__ = ["change_rate", "current_rate", "LearningRateScheduleCallback", "rate_during"]
 
 
 def current_rate(model, owner):
@@ -42,6 +43,20 @@ def change_rate(model, new_rate, momentum_correction):
         for buffer in sgd.momentums if sgd.built else []:
             buffer.assign(buffer.value * (new_rate / old_rate))
     return old_rate
+
+
+@contextlib.contextmanager
+def rate_during(model, rate):
+    """Sets the optimizer's fixed rate to `rate` in the `with` block (a
+    fit) and puts the one it had back after it."""
+    optimizer = model.optimizer
+    before = float(host_array(optimizer.learning_rate))
+    optimizer.learning_rate = rate
+    try:
+        yield
+    finally:
+        _keras_internals.sync_jax_state(model)
+        optimizer.learning_rate = before
 
 
 class LearningRateScheduleCallback(keras.callbacks.Callback):

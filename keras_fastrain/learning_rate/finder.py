@@ -20,10 +20,10 @@ import dataclasses
 import math
 import time
 
-import keras
 import numpy as np
 
 from keras_fastrain.distribute import current
+from keras_fastrain.distribute.sharding import shard
 from keras_fastrain.scaling import rate_comes_from_schedule
 from keras_fastrain.snapshot import ModelSnapshot
 from keras_fastrain.validation import check_arrays, check_float, check_int
@@ -201,9 +201,9 @@ class LearningRateFinder:
                 )
                 optimizer.learning_rate = rate
                 logs = model.train_on_batch(
-                    _rows(x, rows),
-                    _rows(y, rows),
-                    sample_weight=_rows(sample_weight, rows),
+                    shard(x, rows),
+                    shard(y, rows),
+                    sample_weight=shard(sample_weight, rows),
                     return_dict=True,
                 )
                 loss = float(logs["loss"])
@@ -249,9 +249,11 @@ def suggest(rates, losses):
     The curve is smoothed again without lag (a centered moving average over
     a tenth of the points: the running average that stops the test trails
     the rate by many steps), its lowest point found, and the suggestion is
-    the rate where it falls fastest against log(rate) before that point,
-    but at most a tenth of the lowest point's rate: training at the rate
-    of the lowest test loss is too close to divergence.
+    the rate where it falls fastest against log(rate) between the last
+    point at the curve's starting level (before it, the curve only wanders)
+    and the lowest point, but at most a tenth of the lowest point's rate:
+    training at the rate of the lowest test loss is too close to
+    divergence.
 
     Args:
         rates: Sequence of increasing learning rates.
@@ -268,8 +270,12 @@ def suggest(rates, losses):
     drop = curve[begin] - curve[lowest]
     if drop <= 0.01 * abs(curve[begin]):
         return None, "the loss fell less than 1% over the whole range"
+    # The fall starts where the curve last stood at its starting level:
+    # before that it only wanders (noise, on a short test).
+    level = np.nonzero(curve[begin:lowest] >= curve[begin])[0]
+    start = begin + int(level[-1]) if len(level) else begin
     slopes = np.gradient(curve, log_rates)
-    steepest = begin + int(np.argmin(slopes[begin:lowest]))
+    steepest = start + int(np.argmin(slopes[start:lowest]))
     if slopes[steepest] >= 0:
         return None, "the loss did not fall as the rate grew"
     rate = min(float(rates[steepest]), float(rates[lowest]) / 10)
@@ -287,7 +293,3 @@ def _centered_average(values, window):
     low = np.maximum(index - half, 0)
     high = np.minimum(index + half + 1, len(values))
     return (sums[high] - sums[low]) / (high - low)
-
-
-def _rows(data, rows):
-    return None if data is None else keras.tree.map_structure(lambda a: np.asarray(a)[rows], data)

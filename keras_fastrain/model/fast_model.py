@@ -76,6 +76,17 @@ class FastModel(keras.Model):
             the step (see `keras_fastrain.parts.input_pipeline`); arrays
             pass through, Keras already feeds them well. `None`: data is
             used as given.
+        learning_rate: `None` (default): the optimizer's rate, as Keras.
+            `"auto"`: before each fit, a learning-rate range test on the
+            model and its training arrays at the fit's batch (at most 5% of
+            the run's steps, counted in the fit's time), kept only if a few
+            steps at the suggestion train faster than at the optimizer's
+            rate; a kept rate peaks a warm-up then cosine decay over the
+            fit's epochs (`keras_fastrain.callbacks.WarmupDecay`), and the
+            optimizer's rate is put back after the fit. A
+            `keras_fastrain.learning_rate.LearningRateFinder`: the same, with
+            its settings. The decision and its numbers are in
+            `model.choices["learning_rate"]`.
         parts: List of your own `keras_fastrain.parts.Part`s, applied after
             the built-in ones in the order given. Defaults to `None`.
         verbose: `1` (default) prints each decision once, as
@@ -128,6 +139,7 @@ class FastModel(keras.Model):
         jit_compile=AUTO,
         steps_per_execution=AUTO,
         input_pipeline=AUTO,
+        learning_rate=None,
         pruning=None,
         parts=None,
         verbose=1,
@@ -157,6 +169,7 @@ class FastModel(keras.Model):
             jit_compile=jit_compile,
             steps_per_execution=steps_per_execution,
             input_pipeline=input_pipeline,
+            learning_rate=learning_rate,
             verbose=verbose,
         )
 
@@ -207,6 +220,7 @@ class FastModel(keras.Model):
         augmentation=_UNSET,
         mixed_precision=_UNSET,
         input_pipeline=_UNSET,
+        learning_rate=_UNSET,
         verbose=_UNSET,
     ):
         """Configures the model for training, as `keras.Model.compile`.
@@ -225,6 +239,7 @@ class FastModel(keras.Model):
             "jit_compile": _UNSET if jit_compile is None else jit_compile,
             "steps_per_execution": _UNSET if steps_per_execution is None else steps_per_execution,
             "input_pipeline": input_pipeline,
+            "learning_rate": learning_rate,
             "verbose": verbose,
         }
         self._set_options(**{k: v for k, v in given.items() if v is not _UNSET})

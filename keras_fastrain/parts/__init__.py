@@ -14,10 +14,13 @@ this order, then call Keras:
    per call, honouring the constraints.
 5. `BatchSizePart` (`batch_size.py`): the batch-size search and a batch
    that grows.
-6. `WorkersPart` (`workers.py`): each worker's share of the data, and the
+6. `LearningRatePart` (`learning_rate.py`): `learning_rate="auto"`, the
+   range test at the chosen batch, kept only when it trains faster, and a
+   warm-up then decay schedule.
+7. `WorkersPart` (`workers.py`): each worker's share of the data, and the
    callbacks several workers need.
-7. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
-8. The user's own parts (`FastModel(parts=[...])`), in the order given.
+8. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
+9. The user's own parts (`FastModel(parts=[...])`), in the order given.
 
 Each part also works without FastModel: the functions and callbacks it
 applies are public (`keras_fastrain.callbacks`, `keras_fastrain.batching`,
@@ -30,6 +33,7 @@ from keras_fastrain.parts.batch_size import BatchSizePart
 from keras_fastrain.parts.compile_options import CompileOptionsPart
 from keras_fastrain.parts.engine import EnginePart
 from keras_fastrain.parts.input_pipeline import InputPipelinePart
+from keras_fastrain.parts.learning_rate import LearningRatePart
 from keras_fastrain.parts.pruning import PruningPart
 from keras_fastrain.parts.workers import WorkersPart
 
@@ -41,6 +45,7 @@ __all__ = [
     "Constraint",
     "EnginePart",
     "InputPipelinePart",
+    "LearningRatePart",
     "Part",
     "PruningPart",
     "RunPlan",
@@ -57,6 +62,7 @@ def builtin_parts():
         PruningPart(),
         CompileOptionsPart(),
         BatchSizePart(),
+        LearningRatePart(),
         WorkersPart(),
         InputPipelinePart(),
     ]

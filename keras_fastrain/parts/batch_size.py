@@ -14,19 +14,19 @@ asks for no XLA: XLA would compile the step again for every batch size,
 while TensorFlow's graph takes any batch size as it is.
 """
 
-import contextlib
 import functools
 import math
 
 import keras
 import numpy as np
 
-from keras_fastrain import _keras_internals, choices, setup_time
+from keras_fastrain import choices, setup_time
 from keras_fastrain.batching.finder import BatchSizeFinder
 from keras_fastrain.batching.grouped import GroupedBatches
 from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
 from keras_fastrain.batching.tf_data_batches import TFDataBatches
 from keras_fastrain.callbacks.adaptive_batch_size import AdaptiveBatchSize
+from keras_fastrain.callbacks.learning_rate import rate_during
 from keras_fastrain.devices import host_array
 from keras_fastrain.distribute import Engine
 from keras_fastrain.distribute.sharding import shard
@@ -212,7 +212,7 @@ def _scale_learning_rate(plan, finder, search):
         return
     rate = float(host_array(optimizer.learning_rate))
     scaled = scaled_learning_rate(rate, base, chosen, rule=finder.learning_rate_rule)
-    plan.hold(_learning_rate_during_fit(plan.model, scaled))
+    plan.hold(rate_during(plan.model, scaled))
     plan.decide(
         choices.Choice(
             "learning_rate",
@@ -222,18 +222,6 @@ def _scale_learning_rate(plan, finder, search):
             changes_results=True,
         )
     )
-
-
-@contextlib.contextmanager
-def _learning_rate_during_fit(model, rate):
-    optimizer = model.optimizer
-    before = float(host_array(optimizer.learning_rate))
-    optimizer.learning_rate = rate
-    try:
-        yield
-    finally:
-        _keras_internals.sync_jax_state(model)
-        optimizer.learning_rate = before
 
 
 def _give_data(callback, data):
