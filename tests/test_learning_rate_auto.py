@@ -144,6 +144,10 @@ def test_compare_rates_trains_the_same_steps_and_restores_the_model(digits):
     assert _rate(model) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="at least two rates"):
         compare_rates(model, x, y, rates=[1e-3])
+    with pytest.raises(ValueError, match=r"`rates`.*-1"):
+        compare_rates(model, x, y, rates=[1e-3, -1.0])
+    with pytest.raises(ValueError, match="`batch_size`"):
+        compare_rates(model, x, y, rates=[1e-3, 1e-2], batch_size=0)
 
 
 def test_warmup_decay_shape():

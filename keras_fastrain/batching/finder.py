@@ -220,6 +220,7 @@ class BatchSizeFinder:
             limit = min(limit, self.max_batch_size)
         limit = max(limit // multiple_of * multiple_of, min_batch)
 
+        limit_samples = count * feeders  # the run's samples per epoch
         noise = {}
         clock = {"longest": 0.0, "max_seconds": None}
         if self.max_seconds != AUTO:
@@ -269,7 +270,6 @@ class BatchSizeFinder:
             spent = time.perf_counter() - started + clock["longest"]
             return any_worker(spent > clock["max_seconds"])
 
-        limit_samples = count * feeders
         # The timer stops its fits by `stop_training`; a search run from a
         # callback of a running fit must not stop that fit.
         stop_training = getattr(model, "stop_training", False)

@@ -16,7 +16,7 @@ import numpy as np
 from keras_fastrain.distribute import current
 from keras_fastrain.distribute.sharding import shard
 from keras_fastrain.snapshot import ModelSnapshot
-from keras_fastrain.validation import check_arrays, check_int
+from keras_fastrain.validation import check_arrays, check_float, check_int
 
 __all__ = ["RateComparison", "compare_rates"]
 
@@ -65,8 +65,11 @@ def compare_rates(model, x, y, sample_weight=None, rates=(), steps=20, batch_siz
     """
     count = check_arrays("x", x)
     steps = check_int("steps", steps, minimum=2)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if len(rates) < 2:
         raise ValueError(f"Expected at least two rates to compare. Received: rates={rates!r}.")
+    for rate in rates:
+        check_float("rates", rate, low=0.0, closed=(False, False))
     start = time.perf_counter()
     engine = current()
     order = np.random.default_rng(seed + engine.rank).permutation(count)
