@@ -43,7 +43,6 @@ chief, so that every worker trains with the same batch.
 
 import time
 
-import keras
 import numpy as np
 
 from keras_fastrain import distribute
@@ -56,6 +55,7 @@ from keras_fastrain.batching.search import (
     goodput_efficiency,
     search_batch_size,
 )
+from keras_fastrain.batching.step_timing import round_up, sample_count, time_steps
 from keras_fastrain.devices import list_devices
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard
@@ -73,9 +73,6 @@ from keras_fastrain.validation import (
 __all__ = ["BatchSizeFinder", "find_batch_size"]
 
 OBJECTIVES = ("goodput", "throughput")
-# Timing epochs per candidate: at least, at most, and how close the two
-# fastest must be to stop.
-MIN_REPEATS, MAX_REPEATS, STABLE = 2, 5, 0.03
 
 
 class BatchSizeFinder:
@@ -214,7 +211,7 @@ class BatchSizeFinder:
         budget = self._budget()
         per_sample = memory.training_bytes_per_sample(model, shard(x, np.arange(1)))
         snapshot = ModelSnapshot(model, x)
-        min_batch = _round_up(self.min_batch_size, multiple_of)
+        min_batch = round_up(self.min_batch_size, multiple_of)
         limit = count * feeders
         if self.max_batch_size is not None:
             limit = min(limit, self.max_batch_size)
@@ -236,7 +233,7 @@ class BatchSizeFinder:
                     OVER_BUDGET, f"~{estimate / 2**20:,.0f} MiB > {budget / 2**20:,.0f} MiB"
                 )
             try:
-                seconds = self._time_steps(model, fit, x, y, sample_weight, local)
+                seconds = time_steps(model, fit, x, y, sample_weight, local, self.steps_per_trial)
                 out_of_memory = ""
             except Exception as error:
                 if not memory.is_out_of_memory(error):
@@ -300,7 +297,7 @@ class BatchSizeFinder:
         """The gradient noise scale at the model's current weights, on
         `probes` random batches of this worker's arrays (averaged over the
         workers)."""
-        count = _sample_count(x)
+        count = sample_count(x)
         size = min(count, max(PROBE_BATCH_SIZE, batch_size))
         rng = np.random.default_rng(distribute.current().rank)
 
@@ -316,37 +313,6 @@ class BatchSizeFinder:
             return self.memory_budget
         kind = list_devices()[0].split(":")[0].lower()
         return memory.default_budget(kind)
-
-    def _time_steps(self, model, fit, x, y, sample_weight, batch_size):
-        """Seconds per step at `batch_size`: the fastest of two to five
-        epochs (until the two fastest agree within 3%; always three with
-        several workers, whose epochs must match), each timed from the end
-        of its first compiled call, so that neither the compilation, nor a
-        second trace (TensorFlow may trace a new shape again in the next
-        epoch), nor the epoch's set-up counts."""
-        per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
-        timed_steps = _round_up(self.steps_per_trial, per_call)
-        steps = per_call + timed_steps
-        count = _sample_count(x)
-        engine = distribute.current()
-        timer = _StepTimer(adaptive=engine.size == 1)
-        repeats = MAX_REPEATS if engine.size == 1 else MIN_REPEATS + 1
-        options = {"epochs": repeats, "verbose": 0, "callbacks": [timer]}
-        if batch_size * steps <= count or (engine.size > 1 and engine.feeds_global_batch()):
-            # Views of the first rows (copies when they must wrap around; a
-            # strategy over workers shards arrays itself).
-            rows = _first_rows(batch_size * steps, count)
-            fit(
-                shard(x, rows),
-                shard(y, rows),
-                batch_size=batch_size,
-                shuffle=False,
-                sample_weight=shard(sample_weight, rows),
-                **options,
-            )
-        else:  # batch by batch, rather than a copy of the data many times over
-            fit(_CycledBatches((x, y, sample_weight), batch_size, steps), **options)
-        return min(timer.seconds) / timed_steps
 
 
 def find_batch_size(model, x, y=None, sample_weight=None, **options):
@@ -380,75 +346,12 @@ def find_batch_size(model, x, y=None, sample_weight=None, **options):
     return BatchSizeFinder(**options).find(model, x, y, sample_weight)
 
 
-class _CycledBatches(keras.utils.PyDataset):
-    """`steps` batches of consecutive rows, wrapping around the arrays."""
-
-    def __init__(self, arrays, batch_size, steps):
-        super().__init__()
-        self.arrays = tuple(a for a in arrays if a is not None)
-        self.batch_size, self.steps = batch_size, steps
-        self.count = _sample_count(arrays[0])
-
-    def __len__(self):
-        return self.steps
-
-    def __getitem__(self, index):
-        rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size) % self.count
-        return tuple(shard(a, rows) for a in self.arrays)
-
-
-class _StepTimer(keras.callbacks.Callback):
-    """Times each epoch from the end of its first batch (or compiled call);
-    when `adaptive`, stops the fit once the two fastest epochs agree."""
-
-    def __init__(self, adaptive=True):
-        super().__init__()
-        self.seconds = []
-        self.adaptive = adaptive
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._start is None:
-            self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
-        fastest = sorted(self.seconds)[:2]
-        if (
-            self.adaptive
-            and len(fastest) >= MIN_REPEATS
-            and fastest[1] <= fastest[0] * (1 + STABLE)
-        ):
-            self.model.stop_training = True
-
-
-def _sample_count(x):
-    arrays = keras.tree.flatten(x)
-    if not arrays or not all(hasattr(a, "shape") and len(a.shape) >= 1 for a in arrays):
-        return None
-    return len(arrays[0])
-
-
 def _first_line(error):
     """The error's message line that says what ran out, shortened (Keras
     puts "Exception encountered when calling ..." first)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     telling = [line for line in lines if memory.is_out_of_memory(line)]
     return (telling or lines or [type(error).__name__])[0][:160]
-
-
-def _first_rows(count, available):
-    """Rows `0..count-1`, wrapping around; a slice (so views, not copies,
-    of the arrays) when there are enough."""
-    if count <= available:
-        return slice(0, count)
-    return np.arange(count) % available
-
-
-def _round_up(value, multiple):
-    return -(-value // multiple) * multiple
 
 
 def _is_positive_int(value):
