@@ -41,8 +41,16 @@ class Choice:
         return f"{self.option}={self.value!r}{note}: {self.reason}"
 
 
-def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=(), distributed=False):
-    """Decides `jit_compile`.
+def choose_jit_compile(
+    requested=AUTO, backend=None, xla_incompatible=(), distributed=False, devices=None
+):
+    """Decides `jit_compile` at `compile`.
+
+    On TensorFlow, `"auto"` starts from Keras's own setting (XLA with a GPU
+    or TPU, none on a CPU): whether XLA pays depends on the model (on a CPU
+    it speeds a dense network up several times and slows a conv net down),
+    so FastModel measures it at the first fit long enough to pay for the
+    measurement (see `keras_fastrain.compile_search`).
 
     Args:
         requested: `"auto"` or a bool. Defaults to `"auto"`.
@@ -53,6 +61,8 @@ def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=(), distri
             Defaults to `()`.
         distributed: Bool. Whether a step runs on several replicas.
             Defaults to `False`.
+        devices: List of device names (`"cpu:0"`, `"gpu:0"`, ...) or `None`.
+            Defaults to the devices Keras sees.
     """
     backend = backend or keras.backend.backend()
     if isinstance(requested, bool):
@@ -69,11 +79,12 @@ def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=(), distri
             return Choice(
                 "jit_compile", False, "Keras's TensorFlow trainer runs tf.distribute without XLA"
             )
+        if _accelerated(devices):
+            return Choice("jit_compile", True, "Keras's own setting with a GPU or TPU")
         return Choice(
             "jit_compile",
-            True,
-            "XLA fuses the step's operations into fewer, faster kernels; Keras leaves "
-            "it off on TensorFlow",
+            False,
+            "Keras's own setting on a CPU, until a fit measures whether XLA pays on this model",
         )
     if backend == "jax":
         return Choice(
@@ -82,6 +93,14 @@ def choose_jit_compile(requested=AUTO, backend=None, xla_incompatible=(), distri
     return Choice(
         "jit_compile", False, f"not measured to help on {backend}; Keras's default is kept"
     )
+
+
+def _accelerated(devices):
+    if devices is None:
+        from keras_fastrain.devices import list_devices
+
+        devices = list_devices()
+    return bool({name.split(":")[0].lower() for name in devices} & {"gpu", "tpu"})
 
 
 # Keras 3.15's TensorFlow trainer loops over steps with a tf.cond that fails

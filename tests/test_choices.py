@@ -14,10 +14,16 @@ pytestmark = pytest.mark.smoke
 
 
 @pytest.mark.parametrize(
-    ("backend", "expected"), [("tensorflow", True), ("jax", True), ("torch", False)]
+    ("backend", "devices", "expected"),
+    [
+        ("tensorflow", ["cpu:0"], False),  # Keras's own; a fit measures XLA
+        ("tensorflow", ["cpu:0", "gpu:0"], True),
+        ("jax", ["cpu:0"], True),
+        ("torch", ["cpu:0"], False),
+    ],
 )
-def test_jit_compile_auto_per_backend(backend, expected):
-    choice = choose_jit_compile(backend=backend)
+def test_jit_compile_auto_per_backend(backend, devices, expected):
+    choice = choose_jit_compile(backend=backend, devices=devices)
     assert (choice.option, choice.value) == ("jit_compile", expected)
     assert choice.reason and not choice.changes_results
 

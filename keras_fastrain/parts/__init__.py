@@ -10,7 +10,8 @@ this order, then call Keras:
 2. `AugmentationPart` (`augmentation.py`): builds the augmentation; no XLA
    with it on TensorFlow.
 3. `PruningPart` (`pruning.py`): `UpdatePruningStep` for a pruned model.
-4. `CompileOptionsPart` (`compile_options.py`): precision, XLA and steps
+4. `CompileOptionsPart` (`compile_options.py`): precision, XLA (measured at
+   the first long-enough fit on TensorFlow) and steps
    per call, honouring the constraints.
 5. `BatchSizePart` (`batch_size.py`): the batch-size search and a batch
    that grows.

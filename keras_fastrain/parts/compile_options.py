@@ -6,18 +6,42 @@ At `compile` it decides the `mixed_precision`, `jit_compile` and
 hands Keras the two compile arguments. An `"auto"` `jit_compile` honours the
 other parts' constraints ("no XLA with me"), at `compile` and, for one call,
 at `fit` (a batch that grows on TensorFlow).
+
+On TensorFlow, whether XLA pays depends on the model (on a CPU it speeds a
+dense network up several times and slows a conv net down), so an `"auto"`
+`jit_compile` starts from Keras's own setting and, at the first fit on
+arrays long enough to pay for it, is measured on the model (see
+`keras_fastrain.compile_search`): a few short epochs with Keras's setting
+and with XLA the other way, from the same weights, within 5% of the run's
+expected time (counted in the fit's time). The other is kept for every
+later call only if it beats Keras's setting by 5%. Several workers measure
+nothing: their measured settings could differ. (JAX needs XLA; torch has
+none; steps per call are ruled, as more than one was faster in every model
+measured.)
 """
 
 import contextlib
+import functools
+import math
 import typing
 
 import keras
 
-from keras_fastrain import _keras_internals, choices
+from keras_fastrain import _keras_internals, choices, setup_time
+from keras_fastrain.batching.resizable import ResizableDataset
+from keras_fastrain.batching.step_timing import round_up
+from keras_fastrain.compile_search import TIMED_STEPS, search_compile_options
 from keras_fastrain.parts.base import Part
+from keras_fastrain.parts.engine import engine_scope
+from keras_fastrain.parts.inputs import sample_count
 from keras_fastrain.validation import AUTO
 
 __all__ = ["CompileOptionsPart"]
+
+# The share of the run's expected time the measurement may take, and the
+# fewest timing epochs each candidate runs (see batching/step_timing.py).
+BUDGET_SHARE = 0.05
+MIN_EPOCHS_PER_CANDIDATE = 2
 
 
 class CompileOptionsPart(Part):
@@ -54,14 +78,102 @@ class CompileOptionsPart(Part):
         for choice in (jit, steps):
             plan.decide(choice)
             plan.compile_kwargs[choice.option] = choice.value
+        model.compile_options_search = None
 
     def on_run(self, plan):
         model = plan.model
-        if plan.method != "fit" or not model.jit_compile:
+        if plan.method != "fit":
+            return
+        if getattr(model, "compile_options_search", None) is None:
+            _measure(plan)
+        if not model.jit_compile:
             return
         turned_off = _constrained(plan, "jit_compile", plan.options["jit_compile"])
         if turned_off is not None and turned_off.value is False:
             plan.hold(_without_jit_compile(plan, turned_off))
+
+
+def _measure(plan):
+    """Measures the `"auto"` XLA and steps-per-call settings on the fit's
+    data, when they can be and the run pays for it; sets the fastest."""
+    model = plan.model
+    candidates = _candidates(plan)
+    if len(candidates) < 2:
+        return
+    why_not, data = _measurable(plan, candidates)
+    if why_not:
+        kept = model._choices["jit_compile"]
+        plan.decide(choices.Choice("jit_compile", kept.value, f"{kept.reason}; {why_not}"))
+        return
+    x, y, sample_weight, batch_size, run_steps = data
+    with engine_scope(model, plan.engine), setup_time.counted(model, "XLA and steps per call"):
+        # Keras's own fit: FastModel's would apply the parts again.
+        keras_fit = functools.partial(keras.Model.fit, model)
+        search = search_compile_options(
+            model,
+            keras_fit,
+            x,
+            y,
+            sample_weight,
+            batch_size,
+            candidates,
+            run_steps=run_steps,
+            budget_share=BUDGET_SHARE,
+        )
+    model.compile_options_search = search
+    plan.decide(choices.Choice("jit_compile", search.chosen.jit_compile, search.summary()))
+
+
+def _candidates(plan):
+    """The `(jit_compile, steps_per_execution)` settings to measure, Keras's
+    own XLA setting first; none when there is nothing to measure (XLA given
+    or ruled out, or not TensorFlow, where XLA is either needed or absent)."""
+    model, options, engine = plan.model, plan.options, plan.engine
+    if (
+        keras.backend.backend() != "tensorflow"
+        or options["jit_compile"] != AUTO
+        or (engine is not None and engine.in_step_replicas)
+        or plan.constraints_on("jit_compile")
+        or _xla_incompatible_layers(model)
+    ):
+        return []
+    keras_jit = model._choices["jit_compile"].value
+    steps = model.steps_per_execution
+    return [(keras_jit, steps), (not keras_jit, steps)]
+
+
+def _measurable(plan, candidates):
+    """`(why_not, None)` when the fit cannot or need not be measured, else
+    `(None, (x, y, sample_weight, batch_size, run_steps))`."""
+    engine = plan.engine
+    if engine is not None and engine.size > 1:
+        return "not measured with several workers, whose settings must agree", None
+    x, y, kwargs = plan.x, plan.y, plan.kwargs
+    if isinstance(x, ResizableDataset):
+        x, y, sample_weight, batch_size = x.x, x.y, x.sample_weight, x.batch_size
+    elif sample_count(x) is not None:
+        sample_weight = kwargs.get("sample_weight")
+        batch_size = plan.batch_size if isinstance(plan.batch_size, int) else None
+    else:
+        return "not measured: the fit's data is not arrays", None
+    batch_size = batch_size or 32
+    count = sample_count(x)
+    if not count or (y is not None and sample_count(y) != count):
+        return "not measured: the arrays' lengths differ", None
+    training = math.floor(count * (1.0 - (kwargs.get("validation_split") or 0.0)))
+    epochs = max(1, kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0))
+    per_epoch = kwargs.get("steps_per_epoch") or math.ceil(training / batch_size)
+    run_steps = epochs * per_epoch
+    needed = sum(
+        MIN_EPOCHS_PER_CANDIDATE * (steps + round_up(TIMED_STEPS, steps)) for _, steps in candidates
+    )  # the least the measurement trains
+    if run_steps * BUDGET_SHARE < needed:
+        return (
+            f"not measured: the run's {run_steps} steps are too few to measure "
+            f"within {BUDGET_SHARE:.0%} of them",
+            None,
+        )
+    return None, (x, y, sample_weight, batch_size, run_steps)
 
 
 def _constrained(plan, option, requested):
