@@ -16,7 +16,7 @@ CANDIDATES = [(False, 4), (True, 4)] if TENSORFLOW else [(True, 1), (True, 4)]
 
 
 def _weights(model):
-    return [np.array(v) for v in model.variables + model.optimizer.variables]
+    return [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
 
 
 def test_search_measures_each_setting_and_leaves_the_weights_as_they_were(digits):
