@@ -306,7 +306,12 @@ def test_noise_scale_growth_doubles_while_the_noise_scale_is_twice_the_batch(noi
     x, y, model = noisy_bias_problem(noise_scale)
     data = ResizableDataset(x, y, batch_size=32, seed=0)
     adaptive = AdaptiveBatchSize(
-        data, noise_scale=True, probes=24, learning_rate_rule=None, max_batch_size=4096
+        data,
+        noise_scale=True,
+        probes=24,
+        learning_rate_rule=None,
+        max_batch_size=4096,
+        objective="noise",
     )
     history = model.fit(data, epochs=2, verbose=0, callbacks=[adaptive])
     # 400 (measured within ~25%): 32 -> 64 -> 128 -> 256, not 512.
@@ -321,7 +326,7 @@ def test_noise_scale_growth_follows_its_measurements_on_a_real_model(digits):
     model.compile(
         keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    adaptive = AdaptiveBatchSize(data, noise_scale=True, max_batch_size=512)
+    adaptive = AdaptiveBatchSize(data, noise_scale=True, max_batch_size=512, objective="noise")
     history = model.fit(data, epochs=4, verbose=0, callbacks=[adaptive])
     batches, noise = history.history["batch_size"], history.history["noise_scale"]
     assert all(n > 0 for n in noise)
@@ -337,9 +342,55 @@ def test_adaptive_batch_size_needs_a_resizable_dataset_or_none():
         AdaptiveBatchSize(np.zeros((4, 2)), schedule={1: 2})
 
 
+def test_goodput_growth_keeps_a_doubling_only_when_its_goodput_beat_the_batch_before(digits):
+    (x, y), _ = digits
+    data = ResizableDataset(x, y, batch_size=16, seed=0)
+    model = digits_mlp()
+    model.compile(
+        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    adaptive = AdaptiveBatchSize(data, max_batch_size=512)  # noise scale, goodput: the defaults
+    history = model.fit(data, epochs=5, verbose=0, callbacks=[adaptive])
+    logs = history.history
+    batches, noise, speed = logs["batch_size"], logs["noise_scale"], logs["samples_per_second"]
+    assert all(s > 0 for s in speed)
+    for epoch in range(1, len(batches) - 1):
+        before, grown = batches[epoch - 1], batches[epoch]
+        if grown <= before:
+            continue
+        gain = speed[epoch] * goodput_efficiency(noise[epoch], before)(grown) / speed[epoch - 1]
+        if gain > 1.0:
+            assert batches[epoch + 1] >= grown
+        else:  # back to the batch before, and never above it again
+            assert batches[epoch + 1] == before == adaptive.ceiling
+            assert max(batches[epoch + 1 :]) == before
+
+
+def test_goodput_check_goes_back_when_a_doubling_is_not_fast_enough():
+    adaptive = AdaptiveBatchSize(ResizableDataset(np.zeros((64, 1)), batch_size=64))
+    adaptive._noise_scale, adaptive._grown_from = 100.0, 32
+    # 64 at 1.3x the speed of 32: efficiency (100 + 32) / (100 + 64) = 0.80 -> 1.05x: kept.
+    adaptive._speed = {32: 1000.0, 64: 1300.0}
+    adaptive._check_doubling()
+    assert adaptive.ceiling is None and not adaptive._revert
+    # At 1.2x: 0.97x the goodput of 32: back to 32, and no growth past it.
+    adaptive._grown_from, adaptive._speed[64] = 32, 1200.0
+    adaptive._check_doubling()
+    assert adaptive.ceiling == 32 and adaptive._revert
+    assert adaptive.get_state()["ceiling"] == 32
+
+
+def test_adaptive_batch_size_grows_by_goodput_with_no_arguments():
+    adaptive = AdaptiveBatchSize()
+    assert adaptive.noise_scale is True and adaptive.objective == "goodput"
+    assert AdaptiveBatchSize(schedule={1: 2}).noise_scale is False
+
+
 def test_adaptive_batch_size_needs_a_rule_to_grow_by():
     with pytest.raises(ValueError, match=r"schedule=.*noise_scale=True"):
-        AdaptiveBatchSize()
+        AdaptiveBatchSize(noise_scale=False)
+    with pytest.raises(ValueError, match=r"`objective`.*'fastest'"):
+        AdaptiveBatchSize(objective="fastest")
     with pytest.raises(ValueError, match="`probes`"):
         AdaptiveBatchSize(noise_scale=True, probes=0)
     with pytest.raises(ValueError, match=r"max_batch_size='fastest'.*'auto' or None"):

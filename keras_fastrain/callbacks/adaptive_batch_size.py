@@ -1,5 +1,5 @@
 """`AdaptiveBatchSize`: grow the batch during `fit`, on a schedule or as the
-gradient noise allows.
+gradient noise and the measured speed allow.
 
 Smith et al. (2018, "Don't Decay the Learning Rate, Increase the Batch
 Size") and AdaBatch grow the batch at given epochs: early epochs take many
@@ -7,7 +7,12 @@ small, noisy steps; later ones take fewer, larger, faster steps.
 McCandlish et al. (2018) say how large a batch still pays: up to the
 gradient noise scale `B_noise`, measured here after every epoch on a few
 random batches (`keras_fastrain.batching.noise_scale`); the batch doubles
-while `B_noise` is at least twice its size. The batch
+while `B_noise` is at least twice its size. A larger batch only pays if it
+trains faster too: by default (`objective="goodput"`, after Pollux, OSDI
+2021) a doubling is kept only if, over the epoch it ran, its goodput
+(samples per second measured in that epoch, times the statistical
+efficiency `1 / (B_noise + B)`) beats the batch before; otherwise the batch
+goes back and grows no further. The batch
 changes between epochs in a `keras_fastrain.batching.ResizableDataset`;
 `fit` is told the new number of steps, so its progress bar and the epoch's
 end stay right. The learning rate follows a named rule at every change.
@@ -20,6 +25,7 @@ every worker changes at the same epoch to the same size.
 """
 
 import math
+import time
 
 import keras
 import numpy as np
@@ -28,6 +34,7 @@ from keras_fastrain import _keras_internals, distribute, setup_time
 from keras_fastrain.batching.finder import BatchSizeFinder
 from keras_fastrain.batching.noise_scale import PROBE_BATCH_SIZE, measure_noise_scale
 from keras_fastrain.batching.resizable import ResizableBatches, ResizableDataset
+from keras_fastrain.batching.search import goodput_efficiency
 from keras_fastrain.devices import host_array
 from keras_fastrain.scaling import SCALING_RULES, rate_comes_from_schedule
 from keras_fastrain.validation import AUTO, check_bool, check_choice, check_int
@@ -53,13 +60,20 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         schedule: Dict `{epoch: factor}` or `None`: at the start of `epoch`
             (0-based) the batch size is multiplied by the integer
             `factor` >= 1.
-        noise_scale: Bool. After every epoch, measure the gradient noise
-            scale on `probes` random batches of the training data (of the
-            batch size, and at least 256 samples; one forward and backward
-            pass each, outside the compiled step) and
-            double the batch while the noise scale is at least twice the
-            batch. Needs `schedule`, `noise_scale=True` or both (then the
-            larger batch wins). Defaults to False.
+        noise_scale: Bool or `"auto"`. After every epoch, measure the
+            gradient noise scale on `probes` random batches of the training
+            data (of the batch size, and at least 256 samples; one forward
+            and backward pass each, outside the compiled step) and double
+            the batch while the noise scale is at least twice the batch,
+            each doubling checked by `objective`. With `schedule` too, the
+            larger batch wins. `"auto"` (default): on when there is no
+            `schedule`, so that `AdaptiveBatchSize()` grows by goodput.
+        objective: `"goodput"` (default) or `"noise"`. `"goodput"`: a
+            doubling the noise scale allows is kept only if the epoch it
+            ran trained more per second, statistical efficiency included,
+            than the batch before (else the batch goes back, its learning
+            rate too, and grows no further). `"noise"`: every doubling the
+            noise scale allows is kept (0.1.0's rule).
         probes: Integer >= 1. Batches per noise measurement (per worker).
             More make the estimate steadier. Defaults to 8.
         max_batch_size: Integer, `"auto"` or `None`. The (global) batch
@@ -81,12 +95,15 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
     Attributes:
         changes: List of `(epoch, batch_size, learning_rate)`, one per
             change, with the global batch size.
+        ceiling: Integer or `None`. The batch that `objective="goodput"`
+            went back to after a doubling did not pay: growth stops there.
         batch_size: Integer. The global batch size in use.
 
     Every epoch's logs (so `History`) get `batch_size`, and with
-    `noise_scale=True` also `noise_scale`, the estimate that decides the
+    `noise_scale` on also `noise_scale`, the estimate that decides the
     next epoch's batch (measured while the batch can still double, then
-    kept).
+    kept), and `samples_per_second`, the training speed measured in the
+    epoch (from the end of its first compiled call).
 
     Example:
 
@@ -100,11 +117,12 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self,
         data=None,
         schedule=None,
-        noise_scale=False,
+        noise_scale=AUTO,
         max_batch_size=None,
         learning_rate_rule="sqrt",
         probes=8,
         verbose=0,
+        objective="goodput",
     ):
         super().__init__()
         if data is not None and not isinstance(data, ResizableBatches):
@@ -113,12 +131,15 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
                 f"{type(data).__name__}. Expected a keras_fastrain.batching."
                 f"ResizableDataset, a GroupedBatches or None. {NEEDS_RESIZABLE}"
             )
+        if noise_scale == AUTO and not isinstance(noise_scale, bool):
+            noise_scale = schedule is None
         self.noise_scale = check_bool("noise_scale", noise_scale)
         if schedule is None and not self.noise_scale:
             raise ValueError(
                 "AdaptiveBatchSize needs a rule to grow by: pass schedule={epoch: factor}, "
-                "noise_scale=True, or both."
+                "noise_scale=True (or 'auto'), or both."
             )
+        self.objective = check_choice("objective", objective, ("goodput", "noise"))
         if schedule is not None and (not isinstance(schedule, dict) or not schedule):
             raise TypeError(
                 f"Invalid value for argument `schedule`. Received: schedule={schedule!r}. "
@@ -146,6 +167,11 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self._searched_max = None  # see limit_to_search
         self._feeders = 1
         self._noise_scale = None  # the last estimate, in samples
+        self._speed = {}  # global batch -> samples/s measured in an epoch
+        self._grown_from = None  # the batch before a doubling under trial
+        self._revert = False
+        self.ceiling = None
+        self._calls = []  # (step index, time) of this epoch's compiled calls
         self._restored = None  # a state from set_state, applied when the run begins
         self.search = None  # the max_batch_size="auto" search of a plain fit
         self._running = False
@@ -172,6 +198,7 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self._engine = distribute.current()
         self._feeders = 1 if self._engine.feeds_global_batch() else self._engine.size
         self._noise_scale = None
+        self._speed, self._grown_from, self._revert, self.ceiling = {}, None, False, None
         self._rng = np.random.default_rng(self._engine.rank)
         self._running = True
         if self.max_batch_size == AUTO and self._searched_max is None:
@@ -186,14 +213,25 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._calls = []
         old = self.batch_size
-        new = old * self.schedule.get(epoch, 1)
+        if self._revert:  # the last doubling did not pay: back, and no further
+            self._revert, self._grown_from = False, None
+            self._change(epoch, old, self.ceiling)
+            return
+        new = scheduled = old * self.schedule.get(epoch, 1)
         limit = self._limit()
         if self._noise_scale is not None:  # may be infinite: no signal left
             while new * 2 <= min(self._noise_scale, limit):
                 new *= 2
         step = self.data.multiple_of * self._feeders
         new = max(min(new, limit) // step * step, old)
+        self._grown_from = old if new > max(scheduled, old) else None
+        self._change(epoch, old, new)
+
+    def _change(self, epoch, old, new):
+        """Serves batches of `new` (global) from this epoch, the learning
+        rate scaled by the rule."""
         if new == old:
             return
         self.data.batch_size = new // self._feeders
@@ -202,6 +240,9 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         self.changes.append((epoch, new, rate))
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: batch size {old} -> {new}, learning rate {rate:.3g}.")
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._calls.append((batch, time.perf_counter()))
 
     def _search_fastest(self):
         """`max_batch_size="auto"` under a plain `fit`: the fastest batch
@@ -245,6 +286,9 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         noise = self._noise_scale
         return {
             "batch_size": self.batch_size,
+            "ceiling": self.ceiling,
+            "revert": self._revert,
+            "speed": {str(b): float(v) for b, v in self._speed.items()},
             "changes": [[int(e), int(b), float(r)] for e, b, r in self.changes],
             "noise_scale": None if noise is None else float(noise),
         }
@@ -264,20 +308,56 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
             _keras_internals.set_running_fit_steps(self.data.num_batches)
         if state.get("noise_scale") is not None:
             self._noise_scale = float(state["noise_scale"])
+        self.ceiling = state.get("ceiling")
+        self._revert = bool(state.get("revert", False))
+        self._speed = {int(b): float(v) for b, v in state.get("speed", {}).items()}
 
     def _limit(self):
         """The largest global batch growth may reach."""
         limit = self._searched_max if self.max_batch_size in (None, AUTO) else self.max_batch_size
-        return limit or self.data.num_samples * self._feeders  # one batch per epoch
+        limit = limit or self.data.num_samples * self._feeders  # one batch per epoch
+        return limit if self.ceiling is None else min(limit, self.ceiling)
 
     def on_epoch_end(self, epoch, logs=None):
+        speed = self._epoch_speed()
+        if speed is not None:
+            self._speed[self.batch_size] = speed
         # No measurement once the batch cannot double any more.
         if self.noise_scale and self.batch_size * 2 <= self._limit():
             self._noise_scale = self._measure_noise_scale()
+        if self.objective == "goodput" and self._grown_from is not None:
+            self._check_doubling()
         if logs is not None:
             logs["batch_size"] = self.batch_size
             if self._noise_scale is not None:
                 logs["noise_scale"] = self._noise_scale
+            if speed is not None:
+                logs["samples_per_second"] = speed
+
+    def _epoch_speed(self):
+        """Global samples per second of this epoch's training, from the end
+        of its first compiled call (a new batch size may compile first) to
+        the end of its last; the workers' mean. `None` with fewer than two
+        calls."""
+        if len(self._calls) < 2:
+            return None
+        (first, start), (last, end) = self._calls[0], self._calls[-1]
+        speed = (last - first) * self.batch_size / max(end - start, 1e-9)
+        if self._engine.size > 1:  # every worker decides alike
+            speed = float(self._engine.allreduce(np.float64(speed)))
+        return speed
+
+    def _check_doubling(self):
+        """Keeps the batch the noise scale grew to only if its goodput beat
+        the batch before; else goes back to that one from the next epoch."""
+        before, now = self._grown_from, self.batch_size
+        self._grown_from = None
+        if before not in self._speed or now not in self._speed:
+            return
+        noise = self._noise_scale if self._noise_scale is not None else math.inf
+        efficiency = goodput_efficiency(noise, before)  # 1 at `before`
+        if not self._speed[now] * efficiency(now) > self._speed[before]:
+            self.ceiling, self._revert = before, True
 
     def _measure_noise_scale(self):
         """`B_noise` from `probes` random batches of this worker's data,

@@ -87,6 +87,12 @@ class FastModel(keras.Model):
             `keras_fastrain.learning_rate.LearningRateFinder`: the same, with
             its settings. The decision and its numbers are in
             `model.choices["learning_rate"]`.
+        ema: `None` (default): none. `True` or a momentum in (0, 1) (`True`:
+            0.99): the optimizer keeps an exponential moving average of the
+            weights (Keras's `use_ema`), every validation during `fit`
+            scores the average (`keras.callbacks.SwapEMAWeights`, added
+            unless you gave one), and `fit` ends with the model holding it.
+            Changes results; see `keras_fastrain.parts.weight_average`.
         parts: List of your own `keras_fastrain.parts.Part`s, applied after
             the built-in ones in the order given. Defaults to `None`.
         verbose: `1` (default) prints each decision once, as
@@ -140,6 +146,7 @@ class FastModel(keras.Model):
         steps_per_execution=AUTO,
         input_pipeline=AUTO,
         learning_rate=None,
+        ema=None,
         pruning=None,
         parts=None,
         verbose=1,
@@ -170,6 +177,7 @@ class FastModel(keras.Model):
             steps_per_execution=steps_per_execution,
             input_pipeline=input_pipeline,
             learning_rate=learning_rate,
+            ema=ema,
             verbose=verbose,
         )
 
@@ -221,6 +229,7 @@ class FastModel(keras.Model):
         mixed_precision=_UNSET,
         input_pipeline=_UNSET,
         learning_rate=_UNSET,
+        ema=_UNSET,
         verbose=_UNSET,
     ):
         """Configures the model for training, as `keras.Model.compile`.
@@ -240,6 +249,7 @@ class FastModel(keras.Model):
             "steps_per_execution": _UNSET if steps_per_execution is None else steps_per_execution,
             "input_pipeline": input_pipeline,
             "learning_rate": learning_rate,
+            "ema": ema,
             "verbose": verbose,
         }
         self._set_options(**{k: v for k, v in given.items() if v is not _UNSET})

@@ -47,7 +47,7 @@ class FastSequential(FastModel, keras.Sequential):
             `name`).
         **kwargs: `FastModel`'s options (`distribute`, `augmentation`,
             `mixed_precision`, `jit_compile`, `steps_per_execution`,
-            `input_pipeline`, `learning_rate`) and `keras.Sequential`'s keyword arguments
+            `input_pipeline`, `learning_rate`, `ema`) and `keras.Sequential`'s keyword arguments
             (`trainable`, `name`).
 
     Example:

@@ -18,10 +18,12 @@ this order, then call Keras:
 6. `LearningRatePart` (`learning_rate.py`): `learning_rate="auto"`, the
    range test at the chosen batch, kept only when it trains faster, and a
    warm-up then decay schedule.
-7. `WorkersPart` (`workers.py`): each worker's share of the data, and the
+7. `WeightAveragePart` (`weight_average.py`): `ema=`, validation on a
+   moving average of the weights.
+8. `WorkersPart` (`workers.py`): each worker's share of the data, and the
    callbacks several workers need.
-8. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
-9. The user's own parts (`FastModel(parts=[...])`), in the order given.
+9. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
+10. The user's own parts (`FastModel(parts=[...])`), in the order given.
 
 Each part also works without FastModel: the functions and callbacks it
 applies are public (`keras_fastrain.callbacks`, `keras_fastrain.batching`,
@@ -36,6 +38,7 @@ from keras_fastrain.parts.engine import EnginePart
 from keras_fastrain.parts.input_pipeline import InputPipelinePart
 from keras_fastrain.parts.learning_rate import LearningRatePart
 from keras_fastrain.parts.pruning import PruningPart
+from keras_fastrain.parts.weight_average import WeightAveragePart
 from keras_fastrain.parts.workers import WorkersPart
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "Part",
     "PruningPart",
     "RunPlan",
+    "WeightAveragePart",
     "WorkersPart",
     "builtin_parts",
 ]
@@ -64,6 +68,7 @@ def builtin_parts():
         CompileOptionsPart(),
         BatchSizePart(),
         LearningRatePart(),
+        WeightAveragePart(),
         WorkersPart(),
         InputPipelinePart(),
     ]
