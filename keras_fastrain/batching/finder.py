@@ -13,7 +13,8 @@ default) by more than `margin`; otherwise the base batch is kept.
 The search has a time budget (`max_seconds`): by default a share
 (`budget_share`, 5%) of the training it serves, estimated from the base
 batch's throughput and the fit's epochs. No measurement starts that would
-not end within it; a search cut short keeps the best batch measured.
+not end within it (its cost guessed at twice the longest so far); a search
+cut short keeps the best batch measured.
 
 Each candidate trains short epochs through `fit`, so it measures what
 `fit` will do: the same compiled step, `steps_per_execution` and
@@ -71,6 +72,10 @@ from keras_fastrain.validation import (
 )
 
 __all__ = ["BatchSizeFinder", "find_batch_size"]
+
+# A measurement not yet run is guessed to cost this many times the longest
+# so far (a larger batch, and its step compiled again).
+GUESS_FACTOR = 2.0
 
 OBJECTIVES = ("goodput", "throughput")
 
@@ -262,9 +267,10 @@ class BatchSizeFinder:
         def out_of_time():
             if clock["max_seconds"] is None:
                 return False
-            # No measurement that would end past the budget (the longest
-            # so far is the guess: larger batches take no less).
-            spent = time.perf_counter() - started + clock["longest"]
+            # No measurement that would end past the budget. The guess at
+            # its cost is twice the longest so far: a doubled batch trains
+            # twice the samples and compiles its step again.
+            spent = time.perf_counter() - started + GUESS_FACTOR * clock["longest"]
             return any_worker(spent > clock["max_seconds"])
 
         # The timer stops its fits by `stop_training`; a search run from a
