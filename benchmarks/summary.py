@@ -56,7 +56,11 @@ def demo(result):
 def _time_to_accuracy(result):
     rows = result["results"]
     base = rows[0]
-    ours = [r for r in rows if r["method"].startswith("keras-fastrain") or '="auto"' in r["method"]]
+    ours = [
+        r
+        for r in rows
+        if r["method"].startswith(("keras-fastrain", "ema=")) or '="auto"' in r["method"]
+    ]
     parts = []
     for row in ours:
         text = f"{row['method']} {_seconds(row['median_seconds'])}"
@@ -79,8 +83,10 @@ def time_to_accuracy(result):
 
 def time_to_accuracy_cnn(result):
     augmented = "augmented, " if result.get("augmentation") else ""
+    repeats = max((len(r) for r in result.get("repeats", {}).values()), default=0)
+    counted = f", {repeats} repeat{'s' * (repeats != 1)}" if repeats else ""
     return _time_to_accuracy(result) + (
-        f" [conv net, {augmented}{result['train_samples']:,} images]"
+        f" [conv net, {augmented}{result['train_samples']:,} images{counted}]"
     )
 
 
