@@ -155,6 +155,7 @@ def search_compile_options(
     snapshot = ModelSnapshot(model, x)
     stop_training = model.stop_training
     trials, stopped, functions = [], "completed", []
+    compiled = (model.jit_compile, model.steps_per_execution)
     try:
         for jit, steps in candidates:
             spent = time.perf_counter() - start
@@ -174,6 +175,10 @@ def search_compile_options(
             snapshot.restore()
             if max_seconds is None and run_steps is not None:
                 max_seconds = budget_share * run_steps * seconds_per_step
+    except BaseException:  # the model as it came in, its settings too
+        snapshot.restore()
+        _set(model, *compiled)
+        raise
     finally:
         model.stop_training = stop_training
     fastest = max(trials, key=lambda t: t.samples_per_second)

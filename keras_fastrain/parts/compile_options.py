@@ -79,13 +79,14 @@ class CompileOptionsPart(Part):
             plan.decide(choice)
             plan.compile_kwargs[choice.option] = choice.value
         model.compile_options_search = None
+        model._ruled_jit_compile = model._choices["jit_compile"]  # before any measurement
 
     def on_run(self, plan):
         model = plan.model
         if plan.method != "fit":
             return
-        if getattr(model, "compile_options_search", None) is None:
-            _measure(plan)
+        if hasattr(model, "_ruled_jit_compile") and model.compile_options_search is None:
+            _measure(plan)  # once per compile
         if not model.jit_compile:
             return
         turned_off = _constrained(plan, "jit_compile", plan.options["jit_compile"])
@@ -102,7 +103,7 @@ def _measure(plan):
         return
     why_not, data = _measurable(plan, candidates)
     if why_not:
-        kept = model._choices["jit_compile"]
+        kept = model._ruled_jit_compile
         plan.decide(choices.Choice("jit_compile", kept.value, f"{kept.reason}; {why_not}"))
         return
     x, y, sample_weight, batch_size, run_steps = data
@@ -137,7 +138,7 @@ def _candidates(plan):
         or _xla_incompatible_layers(model)
     ):
         return []
-    keras_jit = model._choices["jit_compile"].value
+    keras_jit = model._ruled_jit_compile.value
     steps = model.steps_per_execution
     return [(keras_jit, steps), (not keras_jit, steps)]
 
