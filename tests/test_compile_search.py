@@ -97,7 +97,7 @@ def test_a_long_enough_fit_measures_xla_once_and_counts_the_time(digits, monkeyp
     assert model.jit_compile is search.chosen.jit_compile
     assert model.choices["jit_compile"].value is search.chosen.jit_compile
     assert model.choices["jit_compile"].reason == search.summary()
-    assert [i.what for i in setup_time.intervals(model)] == ["XLA and steps per call"]
+    assert [i.what for i in setup_time.intervals(model)] == ["XLA measurement"]
     model.fit(x, y, epochs=6, verbose=0)
     assert model.compile_options_search is search  # measured once per compile
     model.compile("adam", "sparse_categorical_crossentropy")

@@ -95,8 +95,9 @@ class CompileOptionsPart(Part):
 
 
 def _measure(plan):
-    """Measures the `"auto"` XLA and steps-per-call settings on the fit's
-    data, when they can be and the run pays for it; sets the fastest."""
+    """Measures an `"auto"` `jit_compile` both ways on the fit's data, when
+    it can be and the run pays for it, and sets the faster; otherwise says
+    why not in the choice."""
     model = plan.model
     candidates = _candidates(plan)
     if len(candidates) < 2:
@@ -107,7 +108,7 @@ def _measure(plan):
         plan.decide(choices.Choice("jit_compile", kept.value, f"{kept.reason}; {why_not}"))
         return
     x, y, sample_weight, batch_size, run_steps = data
-    with engine_scope(model, plan.engine), setup_time.counted(model, "XLA and steps per call"):
+    with engine_scope(model, plan.engine), setup_time.counted(model, "XLA measurement"):
         # Keras's own fit: FastModel's would apply the parts again.
         keras_fit = functools.partial(keras.Model.fit, model)
         search = search_compile_options(
