@@ -319,13 +319,18 @@ def test_noise_scale_growth_doubles_while_the_noise_scale_is_twice_the_batch(noi
     assert history.history["batch_size"] == [32, grown]
 
 
-def test_noise_scale_growth_follows_its_measurements_on_a_real_model(digits):
-    (x, y), _ = digits
-    data = ResizableDataset(x, y, batch_size=16, seed=0)
+def _growing_digits(x, y):
+    """Digits at batch 16 in a ResizableDataset, and a compiled digits MLP."""
     model = digits_mlp()
     model.compile(
         keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
+    return ResizableDataset(x, y, batch_size=16, seed=0), model
+
+
+def test_noise_scale_growth_follows_its_measurements_on_a_real_model(digits):
+    (x, y), _ = digits
+    data, model = _growing_digits(x, y)
     adaptive = AdaptiveBatchSize(data, noise_scale=True, max_batch_size=512, objective="noise")
     history = model.fit(data, epochs=4, verbose=0, callbacks=[adaptive])
     batches, noise = history.history["batch_size"], history.history["noise_scale"]
@@ -344,11 +349,7 @@ def test_adaptive_batch_size_needs_a_resizable_dataset_or_none():
 
 def test_goodput_growth_keeps_a_doubling_only_when_its_goodput_beat_the_batch_before(digits):
     (x, y), _ = digits
-    data = ResizableDataset(x, y, batch_size=16, seed=0)
-    model = digits_mlp()
-    model.compile(
-        keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
+    data, model = _growing_digits(x, y)
     adaptive = AdaptiveBatchSize(data, max_batch_size=512)  # noise scale, goodput: the defaults
     history = model.fit(data, epochs=5, verbose=0, callbacks=[adaptive])
     logs = history.history
