@@ -5,7 +5,10 @@ A larger batch runs more samples per second, but each of its samples
 teaches less once the batch is past the gradient noise scale. The search
 scores each batch by its goodput: throughput times statistical efficiency
 (see `keras_fastrain.batching.search`), with the noise scale measured on
-the model and data at the start (`objective="goodput"`, the default), or
+the model and data once a batch runs more than `margin` faster than the
+base batch (`objective="goodput"`, the default; until then no efficiency
+could change the pick, so a search that finds no faster batch does not
+pay for the noise scale), or
 by throughput alone (`objective="throughput"`). A larger batch is chosen
 only when it beats the base batch (`min_batch_size`, Keras's 32 by
 default) by more than `margin`; otherwise the base batch is kept.
@@ -97,9 +100,10 @@ class BatchSizeFinder:
             best count as equally good; the smallest of them is chosen.
             Defaults to 0.05.
         objective: `"goodput"` (throughput times statistical efficiency,
-            from the gradient noise scale measured on `probes` batches at
-            the start) or `"throughput"` (samples per second alone).
-            Defaults to `"goodput"`.
+            from the gradient noise scale measured on `probes` batches once
+            a batch runs more than `margin` faster than the base) or
+            `"throughput"` (samples per second alone). Defaults to
+            `"goodput"`.
         max_seconds: `"auto"`, a number of seconds > 0, or `None`. The
             search's time budget, every measurement and restoring the model
             included. `"auto"`: `budget_share` of the training it serves,
@@ -249,14 +253,22 @@ class BatchSizeFinder:
                 raise DoesNotFitError(OUT_OF_MEMORY, out_of_memory)
             if engine.size > 1:  # every worker waits for the slowest
                 seconds = float(engine.allreduce(float(seconds), "max"))
-            if not noise:  # the base batch: the run's pace, and the noise scale
-                if self.max_seconds == AUTO:
-                    run_seconds = epochs * limit_samples / (batch_size / seconds)
-                    clock["max_seconds"] = self.budget_share * run_seconds
-                if self.objective == "goodput":
-                    noise["scale"] = self._noise_scale(model, x, y, sample_weight, local)
-                noise["base"] = batch_size
             clock["longest"] = max(clock["longest"], time.perf_counter() - begun)
+            rate = batch_size / seconds
+            if not noise:  # the base batch: the run's pace
+                if self.max_seconds == AUTO:
+                    run_seconds = epochs * limit_samples / rate
+                    clock["max_seconds"] = self.budget_share * run_seconds
+                noise["base"], noise["rate"] = batch_size, rate
+            elif (
+                self.objective == "goodput"
+                and "scale" not in noise
+                and rate > noise["rate"] * (1 + self.margin)
+            ):
+                # An efficiency is at most 1, so only a batch faster than
+                # the base can have a better goodput: the noise scale is
+                # measured once one is (every worker sees the same rates).
+                noise["scale"] = self._noise_scale(model, x, y, sample_weight, local)
             return seconds
 
         def efficiency(batch_size):

@@ -140,7 +140,10 @@ class BatchSizeSearch:
         objective: String. `"goodput"` (throughput times efficiency) or
             `"throughput"`. Defaults to `"throughput"`.
         noise_scale: Float or `None`. The gradient noise scale the
-            efficiencies came from. Defaults to `None`.
+            efficiencies came from; `None` with `objective="goodput"` when
+            no batch ran more than `margin` more samples per second than
+            the base batch, so no efficiency could change the pick.
+            Defaults to `None`.
         stopped: String. `"completed"`, or `"time budget"` when the search
             ran out of its time before it was done. Defaults to
             `"completed"`.
@@ -208,7 +211,12 @@ class BatchSizeSearch:
 
     def summary(self):
         """One line: what was chosen, from how many measurements, in what time."""
-        noise = "" if self.noise_scale is None else f", noise scale {self.noise_scale:,.0f}"
+        if self.noise_scale is not None:
+            noise = f", noise scale {self.noise_scale:,.0f}"
+        elif self.objective == "goodput":
+            noise = f", noise scale not needed (no batch over {self.margin:.0%} faster)"
+        else:
+            noise = ""
         spent = "" if self.seconds is None else f" in {self.seconds:.1f} s"
         budget = "" if self.max_seconds is None else f" (budget {self.max_seconds:.1f} s)"
         ending = "; stopped by its time budget" if self.stopped == TIME_BUDGET else ""
@@ -287,9 +295,9 @@ def search_batch_size(
             count as equally good.
         multiple_of: Integer. Bisection candidates are multiples of it.
         efficiency: Callable `efficiency(batch_size) -> float` or `None`
-            (throughput alone). Called after each measurement, so it may
-            depend on something `measure` measures on its first call (the
-            noise scale, in `BatchSizeFinder`).
+            (throughput alone). Called for every trial after each
+            measurement, so it may depend on something `measure` measures
+            when it first needs it (the noise scale, in `BatchSizeFinder`).
         out_of_time: Callable `() -> bool` or `None`: asked before every
             measurement after the first; `True` ends the search with what
             was measured (`stopped="time budget"`).
@@ -326,8 +334,10 @@ def search_batch_size(
         except DoesNotFitError as error:
             trial = BatchSizeTrial(batch_size, error.status, detail=error.detail)
         trials[batch_size] = trial
-        if efficiency is not None and trial.status == OK:
-            trial.efficiency = float(efficiency(batch_size))
+        if efficiency is not None:  # every trial's: it may have just been measured
+            for each in trials.values():
+                if each.status == OK:
+                    each.efficiency = float(efficiency(each.batch_size))
         return trial
 
     def may_run():
