@@ -59,7 +59,8 @@ def _time_to_accuracy(result):
     ours = [
         r
         for r in rows
-        if r["method"].startswith(("keras-fastrain", "ema=")) or '="auto"' in r["method"]
+        if r["method"].startswith(("keras-fastrain", "ema=", "label_smoothing="))
+        or '="auto"' in r["method"]
     ]
     parts = []
     for row in ours:

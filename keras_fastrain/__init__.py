@@ -17,6 +17,7 @@ __all__ = [
     "FastModel",
     "FastSequential",
     "ImageAugmentation",
+    "losses",
     "pruning",
     "BackendNotInstalledError",
     "DatasetNotFoundError",
@@ -27,7 +28,7 @@ __all__ = [
 _backend_error = missing_backend_error()
 
 if _backend_error is None:
-    from keras_fastrain import callbacks, distribute, pruning
+    from keras_fastrain import callbacks, distribute, losses, pruning
     from keras_fastrain.augmentation import ImageAugmentation
     from keras_fastrain.datasets import (
         DatasetNotFoundError,

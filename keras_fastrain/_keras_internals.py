@@ -9,6 +9,7 @@ import inspect
 import sys
 
 import keras
+from keras.src.backend import set_keras_mask
 from keras.src.models.functional import Functional
 from keras.src.models.model import functional_init_arguments
 
@@ -34,6 +35,7 @@ __all__ = [
     "sync_jax_state",
     "set_running_fit_steps",
     "compile_arguments",
+    "set_loss_mask",
 ]
 
 
@@ -376,3 +378,11 @@ def compile_arguments(model):
     """
     config = getattr(model, "_compile_config", None)
     return None if config is None else dict(config.config)
+
+
+def set_loss_mask(loss, mask):
+    """Marks which entries of a per-entry loss count, so that Keras's
+    reduction averages over those only, as Keras's own sparse loss does with
+    `ignore_class`. Keras has no public setter for the mask a loss carries
+    (`keras.src.backend.set_keras_mask`, checked on Keras 3.15.1)."""
+    set_keras_mask(loss, mask=mask)

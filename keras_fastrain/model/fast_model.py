@@ -93,6 +93,11 @@ class FastModel(keras.Model):
             scores the average (`keras.callbacks.SwapEMAWeights`, added
             unless you gave one), and `fit` ends with the model holding it.
             Changes results; see `keras_fastrain.parts.weight_average`.
+        label_smoothing: `None` (default): the loss as given. A float in
+            (0, 1): every crossentropy loss trains on labels smoothed by it
+            (Keras's `label_smoothing`; integer labels through
+            `keras_fastrain.losses.SparseCategoricalCrossentropy`). Changes
+            results; see `keras_fastrain.parts.label_smoothing`.
         parts: List of your own `keras_fastrain.parts.Part`s, applied after
             the built-in ones in the order given. Defaults to `None`.
         verbose: `1` (default) prints each decision once, as
@@ -147,6 +152,7 @@ class FastModel(keras.Model):
         input_pipeline=AUTO,
         learning_rate=None,
         ema=None,
+        label_smoothing=None,
         pruning=None,
         parts=None,
         verbose=1,
@@ -178,6 +184,7 @@ class FastModel(keras.Model):
             input_pipeline=input_pipeline,
             learning_rate=learning_rate,
             ema=ema,
+            label_smoothing=label_smoothing,
             verbose=verbose,
         )
 
@@ -230,6 +237,7 @@ class FastModel(keras.Model):
         input_pipeline=_UNSET,
         learning_rate=_UNSET,
         ema=_UNSET,
+        label_smoothing=_UNSET,
         verbose=_UNSET,
     ):
         """Configures the model for training, as `keras.Model.compile`.
@@ -250,6 +258,7 @@ class FastModel(keras.Model):
             "input_pipeline": input_pipeline,
             "learning_rate": learning_rate,
             "ema": ema,
+            "label_smoothing": label_smoothing,
             "verbose": verbose,
         }
         self._set_options(**{k: v for k, v in given.items() if v is not _UNSET})

@@ -47,8 +47,8 @@ class FastSequential(FastModel, keras.Sequential):
             `name`).
         **kwargs: `FastModel`'s options (`distribute`, `augmentation`,
             `mixed_precision`, `jit_compile`, `steps_per_execution`,
-            `input_pipeline`, `learning_rate`, `ema`) and `keras.Sequential`'s keyword arguments
-            (`trainable`, `name`).
+            `input_pipeline`, `learning_rate`, `ema`, `label_smoothing`) and
+            `keras.Sequential`'s keyword arguments (`trainable`, `name`).
 
     Example:
 

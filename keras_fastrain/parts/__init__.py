@@ -20,10 +20,12 @@ this order, then call Keras:
    warm-up then decay schedule.
 7. `WeightAveragePart` (`weight_average.py`): `ema=`, validation on a
    moving average of the weights.
-8. `WorkersPart` (`workers.py`): each worker's share of the data, and the
+8. `LabelSmoothingPart` (`label_smoothing.py`): `label_smoothing=`, the
+   crossentropy losses train on smoothed labels.
+9. `WorkersPart` (`workers.py`): each worker's share of the data, and the
    callbacks several workers need.
-9. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
-10. The user's own parts (`FastModel(parts=[...])`), in the order given.
+10. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
+11. The user's own parts (`FastModel(parts=[...])`), in the order given.
 
 Each part also works without FastModel: the functions and callbacks it
 applies are public (`keras_fastrain.callbacks`, `keras_fastrain.batching`,
@@ -36,6 +38,7 @@ from keras_fastrain.parts.batch_size import BatchSizePart
 from keras_fastrain.parts.compile_options import CompileOptionsPart
 from keras_fastrain.parts.engine import EnginePart
 from keras_fastrain.parts.input_pipeline import InputPipelinePart
+from keras_fastrain.parts.label_smoothing import LabelSmoothingPart
 from keras_fastrain.parts.learning_rate import LearningRatePart
 from keras_fastrain.parts.pruning import PruningPart
 from keras_fastrain.parts.weight_average import WeightAveragePart
@@ -49,6 +52,7 @@ __all__ = [
     "Constraint",
     "EnginePart",
     "InputPipelinePart",
+    "LabelSmoothingPart",
     "LearningRatePart",
     "Part",
     "PruningPart",
@@ -69,6 +73,7 @@ def builtin_parts():
         BatchSizePart(),
         LearningRatePart(),
         WeightAveragePart(),
+        LabelSmoothingPart(),
         WorkersPart(),
         InputPipelinePart(),
     ]
