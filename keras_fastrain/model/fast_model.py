@@ -81,7 +81,7 @@ class FastModel(keras.Model):
             model and its training arrays at the fit's batch (at most 5% of
             the run's steps, counted in the fit's time), kept only if a few
             steps at the suggestion train faster than at the optimizer's
-            rate; a kept rate peaks a warm-up then cosine decay over the
+            rate; a kept rate starts a cosine decay (no warm-up) over the
             fit's epochs (`keras_fastrain.callbacks.WarmupDecay`), and the
             optimizer's rate is put back after the fit. A
             `keras_fastrain.learning_rate.LearningRateFinder`: the same, with

@@ -17,7 +17,7 @@ this order, then call Keras:
    that grows.
 6. `LearningRatePart` (`learning_rate.py`): `learning_rate="auto"`, the
    range test at the chosen batch, kept only when it trains faster, and a
-   warm-up then decay schedule.
+   cosine decay from it.
 7. `WeightAveragePart` (`weight_average.py`): `ema=`, validation on a
    moving average of the weights.
 8. `LabelSmoothingPart` (`label_smoothing.py`): `label_smoothing=`, the

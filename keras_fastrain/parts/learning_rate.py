@@ -5,11 +5,13 @@ fit's time), it runs the learning-rate range test on the model and its
 training arrays at the batch the fit trains with (after the batch-size
 part has chosen it), then trains a few steps at the optimizer's own rate
 and at the suggestion, from the same weights, and keeps the suggestion only
-if it trained faster. A kept suggestion is the peak of a `WarmupDecay`
-schedule over the fit's epochs (following an `AdaptiveBatchSize` as the
-batch grows); the optimizer's own rate is put back after the fit. Whenever
-the test cannot apply or does not pay (no arrays, a rate from a schedule, a
-run too short, no clear curve, the suggestion no better), the fit trains
+if it trained faster. A kept suggestion starts a cosine decay over the
+fit's epochs (a `WarmupDecay` with no warm-up, since the comparison has
+just trained at the suggestion from these weights; it follows an
+`AdaptiveBatchSize` as the batch grows); the optimizer's own rate is put
+back after the fit. Whenever the test cannot apply or does not pay (no
+arrays, a rate from a schedule, a run too short, no clear curve, the
+suggestion no better), the fit trains
 exactly as Keras would, and `model.choices["learning_rate"]` says why.
 """
 
@@ -146,10 +148,18 @@ class LearningRatePart(Part):
             how = f"(no schedule: {type(setters[0]).__name__} sets the rate)"
         else:
             growth = [c for c in plan.callbacks if isinstance(c, AdaptiveBatchSize)]
+            # No warm-up: the comparison has just trained at the peak from
+            # these very weights, and a warm-up from a tenth of it cost a
+            # conv net's first epoch 3 points of accuracy.
             plan.callbacks.append(
-                WarmupDecay(peak, epochs=epochs, adaptive_batch_size=(growth or [None])[0])
+                WarmupDecay(
+                    peak, epochs=epochs, warmup=0.0, adaptive_batch_size=(growth or [None])[0]
+                )
             )
-            how = f"the peak of a warm-up then cosine decay over {epochs} epochs"
+            how = (
+                f"the start of a cosine decay over {epochs} epochs (no warm-up: the "
+                "comparison trained at it from these weights)"
+            )
         plan.decide(
             choices.Choice(
                 "learning_rate",
