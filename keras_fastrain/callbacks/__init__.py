@@ -11,6 +11,7 @@ from keras_fastrain.callbacks.distributed import (
 )
 from keras_fastrain.callbacks.early_stopping import EarlyStopping
 from keras_fastrain.callbacks.learning_rate import LearningRateScheduleCallback
+from keras_fastrain.callbacks.selective_backprop import SelectiveBackprop
 from keras_fastrain.callbacks.stop_reason import StopReason
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
 from keras_fastrain.callbacks.warmup_decay import WarmupDecay
@@ -24,6 +25,7 @@ __all__ = [
     "LearningRateScheduleCallback",
     "LearningRateWarmupCallback",
     "MetricAverageCallback",
+    "SelectiveBackprop",
     "StopReason",
     "TimingProfiler",
     "WarmupDecay",

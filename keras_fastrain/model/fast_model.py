@@ -98,6 +98,13 @@ class FastModel(keras.Model):
             (Keras's `label_smoothing`; integer labels through
             `keras_fastrain.losses.SparseCategoricalCrossentropy`). Changes
             results; see `keras_fastrain.parts.label_smoothing`.
+        selective_backprop: `None` (default): every step trains on its whole
+            batch. `True` or a share in (0, 1) (`True`: 0.5): each step
+            runs the forward pass on the whole batch and trains on the share
+            with the highest loss
+            (`keras_fastrain.callbacks.SelectiveBackprop`, added to `fit`
+            unless you gave one). Changes results; see
+            `keras_fastrain.parts.selective_backprop`.
         parts: List of your own `keras_fastrain.parts.Part`s, applied after
             the built-in ones in the order given. Defaults to `None`.
         verbose: `1` (default) prints each decision once, as
@@ -153,6 +160,7 @@ class FastModel(keras.Model):
         learning_rate=None,
         ema=None,
         label_smoothing=None,
+        selective_backprop=None,
         pruning=None,
         parts=None,
         verbose=1,
@@ -185,6 +193,7 @@ class FastModel(keras.Model):
             learning_rate=learning_rate,
             ema=ema,
             label_smoothing=label_smoothing,
+            selective_backprop=selective_backprop,
             verbose=verbose,
         )
 
@@ -238,6 +247,7 @@ class FastModel(keras.Model):
         learning_rate=_UNSET,
         ema=_UNSET,
         label_smoothing=_UNSET,
+        selective_backprop=_UNSET,
         verbose=_UNSET,
     ):
         """Configures the model for training, as `keras.Model.compile`.
@@ -259,6 +269,7 @@ class FastModel(keras.Model):
             "learning_rate": learning_rate,
             "ema": ema,
             "label_smoothing": label_smoothing,
+            "selective_backprop": selective_backprop,
             "verbose": verbose,
         }
         self._set_options(**{k: v for k, v in given.items() if v is not _UNSET})

@@ -47,7 +47,8 @@ class FastSequential(FastModel, keras.Sequential):
             `name`).
         **kwargs: `FastModel`'s options (`distribute`, `augmentation`,
             `mixed_precision`, `jit_compile`, `steps_per_execution`,
-            `input_pipeline`, `learning_rate`, `ema`, `label_smoothing`) and
+            `input_pipeline`, `learning_rate`, `ema`, `label_smoothing`,
+            `selective_backprop`) and
             `keras.Sequential`'s keyword arguments (`trainable`, `name`).
 
     Example:

@@ -22,10 +22,12 @@ this order, then call Keras:
    moving average of the weights.
 8. `LabelSmoothingPart` (`label_smoothing.py`): `label_smoothing=`, the
    crossentropy losses train on smoothed labels.
-9. `WorkersPart` (`workers.py`): each worker's share of the data, and the
+9. `SelectiveBackpropPart` (`selective_backprop.py`): `selective_backprop=`,
+   each step trains on its batch's highest-loss samples.
+10. `WorkersPart` (`workers.py`): each worker's share of the data, and the
    callbacks several workers need.
-10. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
-11. The user's own parts (`FastModel(parts=[...])`), in the order given.
+11. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
+12. The user's own parts (`FastModel(parts=[...])`), in the order given.
 
 Each part also works without FastModel: the functions and callbacks it
 applies are public (`keras_fastrain.callbacks`, `keras_fastrain.batching`,
@@ -41,6 +43,7 @@ from keras_fastrain.parts.input_pipeline import InputPipelinePart
 from keras_fastrain.parts.label_smoothing import LabelSmoothingPart
 from keras_fastrain.parts.learning_rate import LearningRatePart
 from keras_fastrain.parts.pruning import PruningPart
+from keras_fastrain.parts.selective_backprop import SelectiveBackpropPart
 from keras_fastrain.parts.weight_average import WeightAveragePart
 from keras_fastrain.parts.workers import WorkersPart
 
@@ -57,6 +60,7 @@ __all__ = [
     "Part",
     "PruningPart",
     "RunPlan",
+    "SelectiveBackpropPart",
     "WeightAveragePart",
     "WorkersPart",
     "builtin_parts",
@@ -74,6 +78,7 @@ def builtin_parts():
         LearningRatePart(),
         WeightAveragePart(),
         LabelSmoothingPart(),
+        SelectiveBackpropPart(),
         WorkersPart(),
         InputPipelinePart(),
     ]

@@ -1,0 +1,67 @@
+"""The selective-backprop part: `FastModel(selective_backprop=...)`.
+
+Adds a `keras_fastrain.callbacks.SelectiveBackprop` to every `fit` (unless
+you gave one): each step runs the forward pass on the whole batch, keeps
+the share with the highest loss, and trains on those only. The loss is
+checked at `compile` (after label smoothing, whose loss it then ranks by):
+it must be one loss, which gives each sample's value. Off by default: it
+changes what each step trains on, and the training metrics it reports are
+those of the hardest samples.
+"""
+
+import typing
+
+from keras_fastrain import choices
+from keras_fastrain.callbacks.selective_backprop import SelectiveBackprop, per_sample_loss
+from keras_fastrain.parts.base import Part
+from keras_fastrain.validation import check_float
+
+__all__ = ["SelectiveBackpropPart"]
+
+DEFAULT_KEEP = 0.5
+
+
+class SelectiveBackpropPart(Part):
+    """Trains each step on its batch's hardest samples when asked (`selective_backprop=`)."""
+
+    name = "selective_backprop"
+    options: typing.ClassVar[dict] = {"selective_backprop": None}
+
+    def check_option(self, name, value):
+        if value is None or isinstance(value, bool):
+            return
+        check_float("selective_backprop", value, low=0.0, high=1.0, closed=(False, False))
+
+    def on_compile(self, plan):
+        keep = _keep(plan.options["selective_backprop"])
+        if keep is None:
+            return
+        try:
+            per_sample_loss(plan.compile_kwargs.get("loss"))
+        except ValueError as error:
+            raise ValueError(
+                f"Invalid value for argument `selective_backprop`: {keep!r}. {error}"
+            ) from None
+        plan.decide(
+            choices.Choice(
+                "selective_backprop",
+                keep,
+                f"each step trains on the {keep:.0%} of its batch with the highest loss, "
+                "after a forward pass on the whole batch; training metrics are those of "
+                "the samples kept",
+                changes_results=True,
+            )
+        )
+
+    def on_run(self, plan):
+        keep = _keep(plan.options["selective_backprop"])
+        if plan.method != "fit" or keep is None:
+            return
+        if not any(isinstance(c, SelectiveBackprop) for c in plan.callbacks):
+            plan.callbacks.append(SelectiveBackprop(keep=keep))
+
+
+def _keep(option):
+    if option is None or option is False:
+        return None
+    return DEFAULT_KEEP if option is True else float(option)
