@@ -59,7 +59,9 @@ def _time_to_accuracy(result):
     ours = [
         r
         for r in rows
-        if r["method"].startswith(("keras-fastrain", "ema=", "label_smoothing="))
+        if r["method"].startswith(
+            ("keras-fastrain", "ema=", "label_smoothing=", "selective_backprop=")
+        )
         or '="auto"' in r["method"]
     ]
     parts = []

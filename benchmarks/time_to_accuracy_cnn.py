@@ -19,6 +19,9 @@ turn, repeated (each from the same seed in a repeat):
   scores a moving average of the weights (momentum 0.99);
 - `label_smoothing=0.1`: `FastSequential(label_smoothing=0.1)`, batch 32,
   Adam 1e-3: the loss trains on labels smoothed by 0.1;
+- `selective_backprop=0.5`: `FastSequential(selective_backprop=0.5)`,
+  batch 32, Adam 1e-3: each step trains on the half of its batch with the
+  highest loss;
 - `keras-fastrain auto`: both automatic choices, as keras-fastrain picks
   them by itself.
 
@@ -57,6 +60,7 @@ PLAIN = "plain Keras batch 32"
 FIXED = ("fixed batch 128", "fixed batch 256")
 EMA = "ema=True"
 SMOOTHING = "label_smoothing=0.1"
+SELECTIVE = "selective_backprop=0.5"
 METHODS = (
     PLAIN,
     *FIXED,
@@ -64,6 +68,7 @@ METHODS = (
     'learning_rate="auto"',
     EMA,
     SMOOTHING,
+    SELECTIVE,
     "keras-fastrain auto",
 )
 BASE_BATCH, BASE_RATE = 32, 1e-3
@@ -97,6 +102,7 @@ def build(method):
             learning_rate="auto" if auto_rate else None,
             ema=method == EMA or None,
             label_smoothing=0.1 if method == SMOOTHING else None,
+            selective_backprop=0.5 if method == SELECTIVE else None,
         )
         if method in ('batch_size="auto"', "keras-fastrain auto"):
             batch = "auto"
