@@ -3,10 +3,17 @@
 The batch-size and learning-rate finders train a model for a few steps to
 measure it; the user's model must come out exactly as it went in. A
 snapshot holds the values of the model's, its optimizer's (slots,
-iterations, learning rate) and its metrics' variables.
+iterations, learning rate) and its metrics' variables, and the global NumPy
+and Python random states, so that a measurement leaves the user's random
+draws where they were. (TensorFlow's per-operation seeds, and the draw
+Keras makes when a model's first fit builds it, are not put back: a fit
+after a search can shuffle differently from one without it.)
 """
 
+import random
+
 import keras
+import numpy as np
 
 from keras_fastrain.devices import host_array
 
@@ -41,10 +48,13 @@ class ModelSnapshot:
         self.model = model
         self.variables = list(model.variables) + list(model.optimizer.variables)
         self.values = [host_array(v).copy() for v in self.variables]
+        self.random_states = (np.random.get_state(), random.getstate())
 
     def restore(self):
-        """Puts every variable back to its value when the snapshot was
-        taken, and resets the metrics."""
+        """Puts every variable and the global random states back to what
+        they were when the snapshot was taken, and resets the metrics."""
         for variable, value in zip(self.variables, self.values, strict=True):
             variable.assign(value)
         self.model.reset_metrics()
+        np.random.set_state(self.random_states[0])
+        random.setstate(self.random_states[1])

@@ -3,6 +3,7 @@
 
 import json
 import math
+import random
 
 import keras
 import numpy as np
@@ -130,6 +131,16 @@ def test_auto_batch_size_stays_within_its_time_budget(digits):
     assert search.noise_scale is None
     assert "noise scale not needed" in search.summary()
     assert "time budget" in search.table()
+
+
+def test_a_search_leaves_the_global_random_state_where_it_was(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    numpy_state, python_state = np.random.get_state()[1].copy(), random.getstate()
+    search = BatchSizeFinder(min_batch_size=16, **QUICK).find(model, x, y)
+    assert len(search.trials) > 1  # it trained, and shuffled, at several batches
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)
+    assert random.getstate() == python_state
 
 
 def test_the_search_is_counted_in_every_time_shown(digits):
