@@ -86,6 +86,11 @@ class SelectiveBackprop(keras.callbacks.Callback):
         self.selected_calls += int(selecting)
         self._use(selecting)
 
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras's step between calls: a fit that ends in an error (which
+        # skips `on_train_end`) leaves no selecting step to a later fit.
+        self._use(False)
+
     def on_train_end(self, logs=None):
         if self._keras_function is not None:
             self._use(False)
