@@ -263,11 +263,21 @@ def speedup_line(baseline, fast, target):
             f"{fast.recipe.name} reached {target:g} test accuracy in "
             f"{fast_time:.1f} s; {baseline.recipe.name} did not reach it."
         )
+    times = f"({fast_time:.1f} s against {base_time:.1f} s)"
+    if fast_time > base_time:  # a loss is worded as one
+        return (
+            f"{fast.recipe.name} reached {target:g} test accuracy later than "
+            f"{baseline.recipe.name}: in {_ratio(fast_time / base_time)} its time {times}."
+        )
     return (
         f"{fast.recipe.name} reached {target:g} test accuracy "
-        f"{base_time / fast_time:.1f}x sooner ({fast_time:.1f} s against "
-        f"{base_time:.1f} s)."
+        f"{_ratio(base_time / fast_time)} sooner {times}."
     )
+
+
+def _ratio(value):
+    """`1.04x` near 1 (where one decimal would read `1.0x`), `6.4x` above 2."""
+    return f"{value:.2f}x" if value < 2 else f"{value:.1f}x"
 
 
 def plot_results(results, target, path):

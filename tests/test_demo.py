@@ -66,6 +66,26 @@ def test_speedup_sentence(fast_accuracy, plain_accuracy, expected):
 
 
 @pytest.mark.parametrize(
+    ("fast_seconds", "expected"),
+    [
+        (
+            [9.6, 19.2],
+            "keras-fastrain reached 0.87 test accuracy 1.04x sooner (9.6 s against 10.0 s).",
+        ),
+        (
+            [15.0, 30.0],
+            "keras-fastrain reached 0.87 test accuracy later than plain Keras: in 1.50x its "
+            "time (15.0 s against 10.0 s).",
+        ),
+    ],
+)
+def test_a_near_tie_reads_as_one_and_a_loss_as_a_loss(fast_seconds, expected):
+    plain = result(PLAIN, [10, 20], [0.9, 0.9])
+    fast = result(FAST, fast_seconds, [0.9, 0.9])
+    assert demo.speedup_line(plain, fast, 0.87) == expected
+
+
+@pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
         (
