@@ -36,6 +36,7 @@ __all__ = [
     "set_running_fit_steps",
     "compile_arguments",
     "set_loss_mask",
+    "loss_function_arguments",
 ]
 
 
@@ -386,3 +387,11 @@ def set_loss_mask(loss, mask):
     `ignore_class`. Keras has no public setter for the mask a loss carries
     (`keras.src.backend.set_keras_mask`, checked on Keras 3.15.1)."""
     set_keras_mask(loss, mask=mask)
+
+
+def loss_function_arguments(loss):
+    """The keyword arguments a Keras loss class passes to its function
+    (`axis`, `from_logits`, ...): Keras's `SparseCategoricalCrossentropy`
+    leaves `axis` out of its config, so a copy made from the config alone
+    would lose it (`LossFunctionWrapper._fn_kwargs`, Keras 3.15.1)."""
+    return dict(getattr(loss, "_fn_kwargs", {}))

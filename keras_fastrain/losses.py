@@ -60,8 +60,11 @@ def sparse_categorical_crossentropy(
         y_true = ops.where(valid, y_true, 0)
     classes = y_pred.shape[axis]
     one_hot = ops.one_hot(y_true, classes, axis=axis, dtype=y_pred.dtype)
+    # Smoothed here over the class axis: Keras's categorical loss smooths
+    # over the last axis whatever its `axis`.
+    smoothed = one_hot * (1.0 - label_smoothing) + label_smoothing / classes
     loss = keras.losses.categorical_crossentropy(
-        one_hot, y_pred, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis
+        smoothed, y_pred, from_logits=from_logits, axis=axis
     )
     if valid is not None:
         loss = ops.where(valid, loss, ops.zeros_like(loss))
@@ -118,8 +121,15 @@ class SparseCategoricalCrossentropy(keras.losses.SparseCategoricalCrossentropy):
             dtype=dtype,
         )
         self.label_smoothing = check_float("label_smoothing", label_smoothing, low=0.0, high=1.0)
+        self.axis = axis
         self.fn = sparse_categorical_crossentropy
         self._fn_kwargs["label_smoothing"] = self.label_smoothing
 
     def get_config(self):
-        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+        # Keras's config of this loss leaves out `axis` and `dtype`.
+        return {
+            **super().get_config(),
+            "axis": self.axis,
+            "dtype": self.dtype,
+            "label_smoothing": self.label_smoothing,
+        }

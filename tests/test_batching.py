@@ -75,6 +75,33 @@ def test_search_stops_doubling_when_throughput_falls():
     assert result.batch_size <= result.fastest
 
 
+def test_a_doubling_is_judged_against_the_others_as_scored_after_it():
+    # As BatchSizeFinder does: efficiencies are 1 until a batch runs more
+    # than 5% faster than the base (128 here), then the noise scale (405)
+    # rescores every trial. 64 then scores 0.97 of 32, so 128 (1.07) beats
+    # the best by more than 5% and the doubling goes on; judged against 64
+    # at its old 1.04, it would have stalled twice and stopped at 128.
+    noise = {}
+
+    def speedup(batch_size):  # samples/s against 32's: 64 1.04, 128 1.3, 256 1.6
+        return float(np.interp(math.log2(batch_size), [5, 6, 7, 8, 9], [1, 1.04, 1.3, 1.6, 1.7]))
+
+    def measure(batch_size):
+        if speedup(batch_size) > 1.05:
+            noise.setdefault("scale", 405.0)
+        return batch_size / (1000.0 * speedup(batch_size))
+
+    def efficiency(batch_size):
+        scale = noise.get("scale")
+        return 1.0 if scale is None else goodput_efficiency(scale, 32)(batch_size)
+
+    result = search_batch_size(measure, max_trials=6, efficiency=efficiency)
+    measured = [t.batch_size for t in result.trials]
+    assert 256 in measured
+    goodput = {t.batch_size: t.goodput for t in result.trials}
+    assert goodput[64] < goodput[32] < goodput[128]
+
+
 def test_search_respects_max_trials_and_max_batch_size():
     log = []
     result = search_batch_size(

@@ -155,3 +155,20 @@ def test_a_smoothing_model_saves_and_loads_back(digits, tmp_path):
         loaded.predict(x_test, verbose=0), model.predict(x_test, verbose=0), rtol=1e-5, atol=1e-6
     )
     loaded.fit(x, y, epochs=1, verbose=0)  # and trains on
+
+
+def test_the_class_axis_is_kept_and_smoothed_over():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 3, 2)).astype("float32")  # classes on axis 1
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 3, size=(4, 2))
+    amount = 0.3
+    one_hot = np.moveaxis(np.eye(3)[labels], -1, 1)
+    smoothed = one_hot * (1 - amount) + amount / 3
+    expected = -(smoothed * np.log(probabilities)).sum(axis=1).mean()
+    loss = smoothed_loss(keras.losses.SparseCategoricalCrossentropy(axis=1), amount)
+    assert isinstance(loss, SparseCategoricalCrossentropy) and loss.axis == 1
+    assert _value(loss, labels, probabilities) == pytest.approx(expected, rel=1e-5)
+    loaded = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert loaded.axis == 1 and loaded.label_smoothing == amount
+    assert _value(loaded, labels, probabilities) == pytest.approx(expected, rel=1e-5)

@@ -357,11 +357,16 @@ def search_batch_size(
     # 1. Doubling.
     batch_size, stalls, smallest_failed = min_batch_size, 0, None
     while may_run():
-        previous_best = best_score()
         trial = run(batch_size)
         if trial.status != OK:
             smallest_failed = batch_size
             break
+        # The others' best as scored now: a measurement may have changed
+        # every efficiency (the noise scale, measured once first needed).
+        previous_best = max(
+            (t.goodput for b, t in trials.items() if t.status == OK and b != batch_size),
+            default=0,
+        )
         stalls = 0 if trial.goodput > previous_best * (1 + margin) else stalls + 1
         if stalls >= 2 or (max_batch_size is not None and batch_size >= max_batch_size):
             break

@@ -17,6 +17,7 @@ are those of the kept, hardest samples, so they read worse than Keras's;
 validation is unchanged.
 """
 
+import contextlib
 import math
 
 import keras
@@ -58,21 +59,41 @@ class SelectiveBackprop(keras.callbacks.Callback):
         self.end = check_float("end", end, low=self.start, high=1.0, closed=(False, True))
         self.interval = check_int("interval", interval, minimum=1)
         self._keras_function = self._selecting_function = self._step = None
+        self._own_step = None
         self._epoch, self._epochs, self._calls = 0, 1, 0
         self.selected_calls = 0
 
     def on_train_begin(self, logs=None):
-        loss = per_sample_loss(self.model.loss)  # refuses a loss it cannot split
+        model = self.model
+        if keras.backend.backend() == "jax" and keras.config.is_nnx_enabled():
+            raise ValueError(
+                "SelectiveBackprop replaces the model's train_step, which Keras's JAX "
+                "trainer does not look up with NNX enabled: disable NNX, or remove "
+                "SelectiveBackprop."
+            )
+        loss = per_sample_loss(model.loss)  # refuses a loss it cannot split
         self._epochs = max(1, int(self.params.get("epochs") or 1))
         self._calls = self.selected_calls = 0
-        self._keras_function = self.model.train_function
-        self._step = _selecting_step(self.model, self.model.train_step, self.keep, loss)
-        self._use(True)
+        self._own_step = vars(model).get("train_step")  # a step the user set, kept
+        self._keras_function = model.train_function
+        self._step = _selecting_step(model, model.train_step, self.keep, loss)
+        model.train_step = self._step
         try:
-            self.model.make_train_function(force=True)
-            self._selecting_function = self.model.train_function
+            model.make_train_function(force=True)
+            compiled = model.train_function
         finally:
             self._use(False)
+
+        def selecting(*args):
+            # Keras calls no callback when a call fails: Keras's step is put
+            # back here then, so that a later fit does not reuse this one.
+            try:
+                return compiled(*args)
+            except BaseException:
+                self._use(False)
+                raise
+
+        self._selecting_function = selecting
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -87,9 +108,7 @@ class SelectiveBackprop(keras.callbacks.Callback):
         self._use(selecting)
 
     def on_train_batch_end(self, batch, logs=None):
-        # Keras's step between calls: a fit that ends in an error (which
-        # skips `on_train_end`) leaves no selecting step to a later fit.
-        self._use(False)
+        self._use(False)  # Keras's step between calls
 
     def on_train_end(self, logs=None):
         if self._keras_function is not None:
@@ -104,6 +123,8 @@ class SelectiveBackprop(keras.callbacks.Callback):
         model.train_function = self._selecting_function if selecting else self._keras_function
         if selecting:
             model.train_step = self._step
+        elif self._own_step is not None:
+            model.train_step = self._own_step
         elif "train_step" in vars(model):
             del model.train_step  # Keras's own step again, for later fits
 
@@ -112,12 +133,14 @@ def per_sample_loss(loss):
     """A function `(y_true, y_pred) -> loss of each sample` for one loss.
 
     Args:
-        loss: What a one-output model is compiled with: a loss name, a
-            function or a `keras.losses.Loss`.
+        loss: What a one-output model is compiled with: a loss name
+            (`"crossentropy"` picks binary, sparse or categorical from the
+            shapes, as Keras does), a function or a `keras.losses.Loss`.
 
     Returns:
-        The function: a `Loss`'s unreduced `call`, or the loss function,
-        averaged over any axes after the first.
+        The function: a `Loss`'s unreduced `call`, or the loss function on
+        labels brought to the prediction's rank as Keras does, averaged
+        over any axes after the first.
 
     Raises:
         ValueError: when there is no loss, or several.
@@ -134,18 +157,53 @@ def per_sample_loss(loss):
             f"model was compiled with loss={loss!r}. Expected one loss (a name, a function "
             "or a keras.losses.Loss) for a model with one output."
         )
-    try:
-        loss = keras.losses.get(loss) if isinstance(loss, str) else loss
-    except ValueError:
-        raise ValueError(f"SelectiveBackprop: unknown loss {loss!r}.") from None
-    unreduced = loss.call if isinstance(loss, keras.losses.Loss) else loss
+    by_shape = isinstance(loss, str) and loss.lower() in ("crossentropy", "ce")
+    if isinstance(loss, str) and not by_shape:
+        try:
+            loss = keras.losses.get(loss)
+        except ValueError:
+            raise ValueError(f"SelectiveBackprop: unknown loss {loss!r}.") from None
+    if isinstance(loss, keras.losses.Loss):
+        unreduced = loss.call  # a Keras loss aligns the ranks itself
+    else:
+
+        def unreduced(y_true, y_pred):
+            y_true = _same_rank(ops.convert_to_tensor(y_true), y_pred)
+            function = _crossentropy_for(y_true, y_pred) if by_shape else loss
+            return function(y_true, y_pred)
 
     def each(y_true, y_pred):
         values = unreduced(y_true, ops.cast(y_pred, "float32"))
-        rank = len(values.shape)
-        return ops.mean(values, axis=tuple(range(1, rank))) if rank > 1 else values
+        return _per_row(values)
 
     return each
+
+
+def _per_row(values):
+    """`values` averaged over every axis after the first."""
+    rank = len(values.shape)
+    return ops.mean(values, axis=tuple(range(1, rank))) if rank > 1 else values
+
+
+def _same_rank(y_true, y_pred):
+    """Labels one rank off the prediction, with a last axis of 1 on the
+    longer side, brought to its rank (what Keras's loss wrapper does)."""
+    true_rank, pred_rank = len(y_true.shape), len(y_pred.shape)
+    if true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
+        return ops.squeeze(y_true, axis=-1)
+    if pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
+        return ops.expand_dims(y_true, axis=-1)
+    return y_true
+
+
+def _crossentropy_for(y_true, y_pred):
+    """Keras's pick for `"crossentropy"`: binary for one output unit,
+    sparse for labels without a class axis, else categorical."""
+    if y_pred.shape[-1] == 1:
+        return keras.losses.binary_crossentropy
+    if len(y_true.shape) < len(y_pred.shape) or y_true.shape[-1] == 1:
+        return keras.losses.sparse_categorical_crossentropy
+    return keras.losses.categorical_crossentropy
 
 
 def _selecting_step(model, keras_step, keep, loss):
@@ -160,8 +218,8 @@ def _selecting_step(model, keras_step, keep, loss):
                 "no labels (y): give fit labels, or remove SelectiveBackprop."
             )
         losses = ops.stop_gradient(loss(y, y_pred))
-        if sample_weight is not None:
-            losses = losses * ops.cast(ops.reshape(sample_weight, (-1,)), losses.dtype)
+        if sample_weight is not None:  # per row, or per row and time step
+            losses = losses * ops.cast(_per_row(sample_weight), losses.dtype)
         rows = losses.shape[0]
         kept = max(1, math.ceil(keep * rows)) if rows is not None else None
         if kept is None:  # a batch of unknown size (TensorFlow's graph)
@@ -184,6 +242,18 @@ def _selecting_step(model, keras_step, keep, loss):
 
     def step(data):
         x = keras.utils.unpack_x_y_sample_weight(data)[0]
-        return keras_step(hardest(data, ops.stop_gradient(model(x, training=False))))
+        with _no_gradients():
+            y_pred = ops.stop_gradient(model(x, training=False))
+        return keras_step(hardest(data, y_pred))
 
     return step
+
+
+def _no_gradients():
+    """PyTorch records every operation for a backward pass unless told not
+    to; TensorFlow's step records only inside its own tape."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()

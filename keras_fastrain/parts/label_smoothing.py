@@ -20,6 +20,7 @@ import typing
 import keras
 
 from keras_fastrain import choices
+from keras_fastrain._keras_internals import loss_function_arguments
 from keras_fastrain.losses import SparseCategoricalCrossentropy
 from keras_fastrain.parts.base import Part
 from keras_fastrain.validation import check_float
@@ -129,7 +130,12 @@ def _smoothed(loss, amount):
     smoothing = _SMOOTHED.get(type(loss))
     if smoothing is None:
         return None
-    config = loss.get_config()
+    # The config, and what Keras leaves out of it: the axis, the dtype.
+    config = {
+        "axis": loss_function_arguments(loss).get("axis", -1),
+        "dtype": loss.dtype,
+        **loss.get_config(),
+    }
     already = config.get("label_smoothing", 0.0)
     if already and already != amount:
         raise ValueError(
