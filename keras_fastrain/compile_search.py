@@ -4,9 +4,11 @@ Whether XLA pays depends on the model: on a CPU it makes a small dense
 network several times faster and a conv net slower (TensorFlow's oneDNN
 convolutions beat XLA's). So an `"auto"` choice is measured rather than
 ruled: `search_compile_options` times a few steps of the model's own `fit`
-under each candidate setting, from the same weights (put back after), and
-keeps the fastest only if it beats the first candidate, Keras's own
-setting, by more than `margin`. The measurements stop when the next would
+under each candidate setting, from the same weights (put back after; or,
+with `keep_training=True`, as `FastModel.fit` runs it, each on fresh rows
+of the data with its steps kept as training), and keeps the fastest only
+if it beats the first candidate, Keras's own setting, by more than
+`margin`. The measurements stop when the next would
 end past the budget (its cost guessed at twice the costliest so far): a
 share of the run's expected time at the first candidate's pace.
 """
@@ -14,7 +16,9 @@ share of the run's expected time at the first candidate's pace.
 import dataclasses
 import time
 
-from keras_fastrain.batching.step_timing import time_steps
+import numpy as np
+
+from keras_fastrain.batching.step_timing import RowStream, sample_count, time_steps
 from keras_fastrain.snapshot import ModelSnapshot
 from keras_fastrain.validation import check_float, check_int
 
@@ -58,6 +62,8 @@ class CompileOptionsSearch:
         max_seconds: Float or `None`. Its budget.
         stopped: String. `"completed"`, or `"time budget"` when a candidate
             was left out because it would have ended past `max_seconds`.
+        trained_steps: Integer. The measured steps the model kept as
+            training (`keep_training=True`); 0 when it was put back.
     """
 
     trials: list
@@ -66,6 +72,7 @@ class CompileOptionsSearch:
     seconds: float
     max_seconds: float | None
     stopped: str
+    trained_steps: int = 0
 
     @property
     def baseline(self):
@@ -86,9 +93,13 @@ class CompileOptionsSearch:
             kept = f"kept {self.chosen.label()}, the first measured (Keras's setting)"
         else:
             kept = f"kept {self.chosen.label()}, {self.speedup():.2f}x the first measured"
+        trained = (
+            f"; its {self.trained_steps:,} steps are kept as training" if self.trained_steps else ""
+        )
         return (
             f"measured on this model at batch {self.batch_size}: {measured} "
-            f"({self.seconds:.1f} s{budget}, counted in the fit's time{left_out}); {kept}"
+            f"({self.seconds:.1f} s{budget}, counted in the fit's time{left_out}{trained}); "
+            f"{kept}"
         )
 
 
@@ -103,6 +114,7 @@ def search_compile_options(
     run_steps=None,
     budget_share=0.05,
     margin=0.05,
+    keep_training=False,
 ):
     """Measures `candidates` on `model` and sets the fastest on it.
 
@@ -129,6 +141,12 @@ def search_compile_options(
         budget_share: Float in (0, 1]. Defaults to 0.05.
         margin: Float in [0, 1). How much faster than the baseline a
             candidate must be to be kept. Defaults to 0.05.
+        keep_training: Bool. `True`: each candidate trains on fresh rows of
+            the data (a shuffled order) and the model keeps those steps as
+            training, so that the search costs only its compilations and
+            the pace lost on slower settings; only the metrics are reset
+            (and everything is put back if it fails). Defaults to `False`:
+            every candidate from the same weights, put back after.
 
     Returns:
         A `CompileOptionsSearch`.
@@ -153,6 +171,7 @@ def search_compile_options(
     max_seconds = None
     start = time.perf_counter()
     snapshot = ModelSnapshot(model, x)
+    rows = RowStream(sample_count(x), np.random.randint(2**31)) if keep_training else None
     stop_training = model.stop_training
     trials, stopped, functions = [], "completed", []
     compiled = (model.jit_compile, model.steps_per_execution)
@@ -165,14 +184,19 @@ def search_compile_options(
                 break
             began = time.perf_counter()
             _set(model, jit, steps)
-            seconds_per_step = time_steps(model, fit, x, y, sample_weight, batch_size, TIMED_STEPS)
+            seconds_per_step = time_steps(
+                model, fit, x, y, sample_weight, batch_size, TIMED_STEPS, rows
+            )
             trials.append(
                 CompileOptionsTrial(
                     jit, steps, batch_size / seconds_per_step, time.perf_counter() - began
                 )
             )
             functions.append(model.train_function)
-            snapshot.restore()
+            if keep_training:
+                model.reset_metrics()
+            else:
+                snapshot.restore()
             if max_seconds is None and run_steps is not None:
                 max_seconds = budget_share * run_steps * seconds_per_step
     except BaseException:  # the model as it came in, its settings too
@@ -189,7 +213,13 @@ def search_compile_options(
     _set(model, chosen.jit_compile, chosen.steps_per_execution)
     model.train_function = functions[trials.index(chosen)]
     return CompileOptionsSearch(
-        trials, chosen, batch_size, time.perf_counter() - start, max_seconds, stopped
+        trials,
+        chosen,
+        batch_size,
+        time.perf_counter() - start,
+        max_seconds,
+        stopped,
+        rows.steps if rows is not None else 0,
     )
 
 

@@ -14,7 +14,9 @@ from keras_fastrain.batching import (
     BatchSizeFinder,
     DoesNotFitError,
     ResizableDataset,
+    step_timing,
 )
+from keras_fastrain.batching import finder as finder_module
 from keras_fastrain.batching.finder import find_batch_size
 from keras_fastrain.batching.noise_scale import (
     NoiseScaleEstimate,
@@ -23,6 +25,7 @@ from keras_fastrain.batching.noise_scale import (
 )
 from keras_fastrain.batching.search import OUT_OF_MEMORY, goodput_efficiency, search_batch_size
 from keras_fastrain.callbacks import AdaptiveBatchSize
+from keras_fastrain.snapshot import ModelSnapshot
 
 pytestmark = pytest.mark.smoke
 
@@ -167,6 +170,75 @@ def test_finder_on_a_real_model_restores_its_state(digits):
     assert result.batch_size in [t.batch_size for t in result.trials]
 
 
+def _compiled_digits_mlp():
+    keras.utils.set_random_seed(0)
+    model = digits_mlp()
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _values(model):
+    return [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
+
+
+def test_finder_keeping_its_training_trains_on_fresh_rows_once_each(digits, monkeypatch):
+    (x, y), _ = digits
+    model = _compiled_digits_mlp()
+    fed = []
+    original = step_timing.time_steps
+
+    def recording(*args):
+        before = None if args[-1] is None else args[-1].samples
+        seconds = original(*args)
+        fed.append(args[-1].samples - before)
+        return seconds
+
+    monkeypatch.setattr(finder_module, "time_steps", recording)
+    finder = BatchSizeFinder(max_trials=3, steps_per_trial=2, max_seconds=None)
+    result = finder.find(model, x, y, keep_training=True)
+    assert int(model.optimizer.iterations) == result.trained_steps > 0
+    assert sum(fed) == result.trained_samples  # every measurement from the stream
+    results = keras.tree.flatten(model.get_metrics_result())
+    assert all(float(keras.ops.convert_to_numpy(v)) == 0 for v in results)  # metrics reset
+    assert f"its {result.trained_steps:,} steps" in result.summary()
+
+
+def test_finder_keeping_its_training_puts_the_model_back_when_it_fails(digits, monkeypatch):
+    (x, y), _ = digits
+    model = _compiled_digits_mlp()
+    before = ModelSnapshot(model, x).values
+    original, calls = step_timing.time_steps, []
+
+    def failing_second(*args):
+        calls.append(original(*args))  # trains
+        if len(calls) == 2:
+            raise RuntimeError("the second candidate failed")
+        return calls[-1]
+
+    monkeypatch.setattr(finder_module, "time_steps", failing_second)
+    with pytest.raises(RuntimeError, match="second candidate"):
+        BatchSizeFinder(max_trials=3, max_seconds=None).find(model, x, y, keep_training=True)
+    for old, new in zip(before, _values(model), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_row_stream_hands_out_every_row_once_before_any_twice():
+    rows = step_timing.RowStream(10, seed=0)
+    order = rows.peek(10)
+    assert sorted(order.tolist()) == list(range(10))
+    np.testing.assert_array_equal(rows.peek(4), order[:4])  # peeking uses nothing
+    rows.use(3, steps=1)
+    np.testing.assert_array_equal(rows.peek(7), order[3:])
+    rows.use(7, steps=2)
+    assert (rows.samples, rows.steps) == (10, 3)
+    later = rows.peek(25)  # a new shuffle follows the last, and another
+    assert sorted(later[:10].tolist()) == list(range(10)) == sorted(later[10:20].tolist())
+
+
 def test_finder_never_runs_a_batch_over_the_memory_budget(digits):
     (x, y), _ = digits
     model = keras.Sequential(
@@ -198,10 +270,11 @@ def test_finder_steps_back_from_out_of_memory_errors(digits):
     model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
 
-    def fit(*args, batch_size, **kwargs):
-        if batch_size > 100:
+    def fit(data, *args, batch_size=None, **kwargs):
+        # Arrays come with their batch size; a batch-by-batch feed holds its own.
+        if (batch_size or data.batch_size) > 100:
             raise ResourceExhaustedError("OOM when allocating tensor with shape[128,64]")
-        return model.fit(*args, batch_size=batch_size, **kwargs)
+        return model.fit(data, *args, batch_size=batch_size, **kwargs)
 
     finder = BatchSizeFinder(
         min_batch_size=16, max_trials=8, steps_per_trial=1, memory_budget=None, max_seconds=None

@@ -40,6 +40,19 @@ def test_search_measures_each_setting_and_leaves_the_weights_as_they_were(digits
     assert f"batch 32: {search.trials[0].samples_per_second:,.0f} samples/s" in search.summary()
 
 
+def test_search_keeping_its_training_trains_each_setting_on_fresh_rows(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    before = _weights(model)
+    search = search_compile_options(
+        model, model.fit, x, y, None, 32, CANDIDATES, keep_training=True
+    )
+    assert len(search.trials) == 2
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == search.trained_steps
+    assert search.trained_steps > 0 and f"its {search.trained_steps:,} steps" in search.summary()
+    assert any(not np.array_equal(a, b) for a, b in zip(before, _weights(model), strict=True))
+
+
 def test_the_first_setting_is_kept_unless_another_beats_it_by_the_margin(digits):
     (x, y), _ = digits
     model = digits_model()

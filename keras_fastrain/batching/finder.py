@@ -19,25 +19,29 @@ batch's throughput and the fit's epochs. No measurement starts that would
 not end within it (its cost guessed at twice the longest so far); a search
 cut short keeps the best batch measured.
 
-Each candidate trains short epochs through `fit`, so it measures what
+Each candidate trains one short epoch through `fit`, so it measures what
 `fit` will do: the same compiled step, `steps_per_execution` and
-distribution. Each epoch is timed over `steps_per_trial` steps after its
-first compiled call (which compiles the step for the new shape in the first
-epoch; the epoch's own set-up, which would swamp a small model's steps, does
-not count either). Epochs repeat (two to five) until the two fastest agree
-within 3%, and the fastest counts, so that a noisy epoch does not pick the
-batch. Candidates whose steps need
-more rows than there are (large batches, or `steps_per_execution` calls of
-many steps) are fed batch by batch from a `PyDataset` rather than from a
-copy of the arrays many times over; on TensorFlow that feed is a little
-slower per step, so those batches are measured on the safe side.
+distribution. After its first compiled call (which compiles the step for
+the new shape, and whose epoch set-up would swamp a small model's steps),
+groups of `steps_per_trial` steps are timed, two to five until the two
+fastest agree within 3%, and the fastest counts, so that a noisy group does
+not pick the batch. Candidates whose steps need more rows than there are
+(large batches, or `steps_per_execution` calls of many steps) are fed batch
+by batch from a `PyDataset` rather than from a copy of the arrays many
+times over; on TensorFlow that feed is a little slower per step, so those
+batches are measured on the safe side.
 
 Before a candidate runs, its memory is checked against a budget (on the
 CPU, where running out would kill the process); on an accelerator an
 out-of-memory error marks it as not fitting, and the memory the failed step
-held is handed back. The model's variables, its optimizer's (iterations and
-slots included) and its metrics are put back afterwards, so the search
-leaves no trace in training.
+held is handed back. `find` puts the model's variables, its optimizer's
+(iterations and slots included) and its metrics back afterwards, so a
+search on its own leaves no trace. `FastModel.fit` asks it to keep the
+training instead (`keep_training=True`): every candidate then trains on
+fresh rows of the data in a shuffled order, and the fit goes on from the
+weights the search reached, so that a search costs only its compilations
+and the pace lost on candidates slower than the base batch, not the steps
+it measured.
 
 With several workers every worker runs every candidate (their steps are
 collective), the slowest worker's time counts, a candidate too large for
@@ -59,7 +63,7 @@ from keras_fastrain.batching.search import (
     goodput_efficiency,
     search_batch_size,
 )
-from keras_fastrain.batching.step_timing import round_up, sample_count, time_steps
+from keras_fastrain.batching.step_timing import RowStream, round_up, sample_count, time_steps
 from keras_fastrain.devices import list_devices
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard
@@ -189,7 +193,17 @@ class BatchSizeFinder:
             f"probes={self.probes}, learning_rate_rule={self.learning_rate_rule!r})"
         )
 
-    def find(self, model, x, y=None, sample_weight=None, multiple_of=1, fit=None, epochs=1):
+    def find(
+        self,
+        model,
+        x,
+        y=None,
+        sample_weight=None,
+        multiple_of=1,
+        fit=None,
+        epochs=1,
+        keep_training=False,
+    ):
         """Searches the batch size for training `model` on `x`, `y`.
 
         Args:
@@ -204,6 +218,15 @@ class BatchSizeFinder:
             epochs: Number > 0. The epochs of the training the search
                 serves: `max_seconds="auto"` gives the search
                 `budget_share` of their expected time. Defaults to 1.
+            keep_training: Bool. `False`: the model, its optimizer and its
+                metrics are put back as they were after the search.
+                `True`: the steps the search trains are kept as training
+                (each on fresh rows of the data, in a shuffled order), so
+                that the search costs only its compilations and the pace it
+                loses on slower candidates; only the metrics are reset
+                (and everything is put back if the search fails).
+                `FastModel.fit(batch_size="auto")` keeps them. Defaults to
+                `False`.
 
         Returns:
             A `keras_fastrain.batching.BatchSizeSearch`.
@@ -220,6 +243,12 @@ class BatchSizeFinder:
         budget = self._budget()
         per_sample = memory.training_bytes_per_sample(model, shard(x, np.arange(1)))
         snapshot = ModelSnapshot(model, x)
+        rows = None
+        if keep_training:
+            seed = np.random.randint(2**31)
+            if engine.size > 1:  # workers that feed one global batch read alike
+                seed = engine.broadcast(np.asarray(seed), 0)
+            rows = RowStream(count, int(seed))
         min_batch = round_up(self.min_batch_size, multiple_of)
         limit = count * feeders
         if self.max_batch_size is not None:
@@ -242,7 +271,9 @@ class BatchSizeFinder:
                     OVER_BUDGET, f"~{estimate / 2**20:,.0f} MiB > {budget / 2**20:,.0f} MiB"
                 )
             try:
-                seconds = time_steps(model, fit, x, y, sample_weight, local, self.steps_per_trial)
+                seconds = time_steps(
+                    model, fit, x, y, sample_weight, local, self.steps_per_trial, rows
+                )
                 out_of_memory = ""
             except Exception as error:
                 if not memory.is_out_of_memory(error):
@@ -288,6 +319,7 @@ class BatchSizeFinder:
         # The timer stops its fits by `stop_training`; a search run from a
         # callback of a running fit must not stop that fit.
         stop_training = getattr(model, "stop_training", False)
+        failed = True
         try:
             result = search_batch_size(
                 measure,
@@ -299,10 +331,16 @@ class BatchSizeFinder:
                 efficiency=None if self.objective == "throughput" else efficiency,
                 out_of_time=out_of_time,
             )
+            failed = False
         finally:
             model.stop_training = stop_training
-            snapshot.restore()
+            if keep_training and not failed:
+                model.reset_metrics()
+            else:
+                snapshot.restore()
             memory.release_cached_memory()
+        if rows is not None:
+            result.trained_steps, result.trained_samples = rows.steps, rows.samples
         result.noise_scale = noise.get("scale")
         result.max_seconds = clock["max_seconds"]
         if engine.size > 1:

@@ -152,6 +152,12 @@ class BatchSizeSearch:
             `None`.
         max_seconds: Float or `None`. The time budget it had. Defaults to
             `None`.
+        trained_steps: Integer. The training steps of the measurements
+            that the model kept (`find(keep_training=True)`, as
+            `FastModel.fit` runs it); 0 when the model was put back.
+            Defaults to 0.
+        trained_samples: Integer. The samples those steps trained on.
+            Defaults to 0.
 
     Example:
 
@@ -172,6 +178,8 @@ class BatchSizeSearch:
     stopped: str = COMPLETED
     seconds: float | None = None
     max_seconds: float | None = None
+    trained_steps: int = 0
+    trained_samples: int = 0
 
     @property
     def fastest(self):
@@ -196,6 +204,8 @@ class BatchSizeSearch:
             "stopped": self.stopped,
             "seconds": self.seconds,
             "max_seconds": self.max_seconds,
+            "trained_steps": self.trained_steps,
+            "trained_samples": self.trained_samples,
             "trials": [
                 {
                     **dataclasses.asdict(t),
@@ -220,6 +230,11 @@ class BatchSizeSearch:
         spent = "" if self.seconds is None else f" in {self.seconds:.1f} s"
         budget = "" if self.max_seconds is None else f" (budget {self.max_seconds:.1f} s)"
         ending = "; stopped by its time budget" if self.stopped == TIME_BUDGET else ""
+        if self.trained_steps:
+            ending += (
+                f"; its {self.trained_steps:,} steps ({self.trained_samples:,} samples) "
+                "are kept as training"
+            )
         return (
             f"batch {self.batch_size}: the smallest within {self.margin:.0%} of the best "
             f"{self.objective} of {len(self.trials)} sizes measured{spent}{budget}{noise}"

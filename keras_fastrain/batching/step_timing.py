@@ -1,11 +1,17 @@
 """How long a step of `fit` takes at one batch size, measured through `fit`.
 
-`time_steps` trains short epochs through the model's own `fit` (the same
+`time_steps` trains one short epoch through the model's own `fit` (the same
 compiled step, `steps_per_execution` and distribution that training will
-use) and times each from the end of its first compiled call. Epochs repeat
-(two to five) until the two fastest agree within 3%, and the fastest
-counts, so that one noisy epoch does not decide; with several workers every
-worker runs three, so their collective steps match.
+use): a first compiled call, which compiles the step for the batch's shape
+and is not timed, then groups of steps timed each, until the two fastest
+groups agree within 3% (two to five groups; always three with several
+workers, whose steps must match), and the fastest counts, so that one noisy
+group does not decide. Neither the compilation nor the epoch's set-up
+counts.
+
+A `RowStream` gives each measurement fresh rows of the training data, in a
+shuffled order: a measurement whose training is kept (a search run by
+`FastModel.fit`) then trains on each sample once, as an epoch would.
 """
 
 import time
@@ -16,80 +22,147 @@ import numpy as np
 from keras_fastrain import distribute
 from keras_fastrain.distribute.sharding import shard
 
-__all__ = ["round_up", "sample_count", "time_steps"]
+__all__ = ["RowStream", "round_up", "sample_count", "time_steps"]
 
-# Timing epochs per candidate: at least, at most, and how close the two
+# Timed groups per measurement: at least, at most, and how close the two
 # fastest must be to stop.
 MIN_REPEATS, MAX_REPEATS, STABLE = 2, 5, 0.03
 
 
-def time_steps(model, fit, x, y, sample_weight, batch_size, steps_per_trial):
+class RowStream:
+    """Row numbers of `count` samples in a shuffled order, handed out in
+    turn: every row once before any row twice.
+
+    Args:
+        count: Integer >= 1. The number of samples.
+        seed: Integer. The shuffle's seed (the same on every worker that
+            must feed the same rows).
+
+    Attributes:
+        samples: Integer. The rows used so far.
+        steps: Integer. The training steps they made.
+
+    Example:
+
+    ```python
+    rows = RowStream(60_000, seed=0)
+    first = rows.peek(4096)  # the next 4,096 rows, in a shuffled order
+    rows.use(2048, steps=64)  # half of them trained, in 64 steps
+    ```
+    """
+
+    def __init__(self, count, seed):
+        self.count = count
+        self._rng = np.random.default_rng(seed)
+        self._order = np.zeros(0, dtype=np.int64)
+        self.samples = self.steps = 0
+
+    def peek(self, size):
+        """The next `size` rows (a new shuffle of all rows follows the last)."""
+        while len(self._order) < size:
+            self._order = np.concatenate([self._order, self._rng.permutation(self.count)])
+        return self._order[:size]
+
+    def use(self, size, steps):
+        """Marks the next `size` rows used, by `steps` training steps."""
+        self.peek(size)
+        self._order = self._order[size:]
+        self.samples += size
+        self.steps += steps
+
+
+def time_steps(model, fit, x, y, sample_weight, batch_size, steps_per_trial, rows=None):
     """Seconds per step of `fit` at `batch_size`, over `steps_per_trial`
-    steps: the fastest of two to five epochs (until the two fastest agree
-    within 3%; always three with several workers, whose epochs must
-    match), each timed from the end of its first compiled call, so that
-    neither the compilation, nor a second trace (TensorFlow may trace a new
-    shape again in the next epoch), nor the epoch's set-up counts."""
+    steps (rounded up to whole compiled calls): the fastest of two to five
+    timed groups of one epoch, after its first compiled call.
+
+    Args:
+        model: The compiled model `fit` trains.
+        fit: The `fit` to time.
+        x, y, sample_weight: The training arrays.
+        batch_size: Integer. The batch `fit` gets.
+        steps_per_trial: Integer >= 1. Steps per timed group.
+        rows: A `RowStream` over the arrays, or `None`. With a stream the
+            epoch trains on its next rows, and marks those it trained on
+            used; without one, on the arrays' first rows.
+
+    Returns:
+        Float: seconds per step.
+    """
     per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
     timed_steps = round_up(steps_per_trial, per_call)
-    steps = per_call + timed_steps
-    count = sample_count(x)
     engine = distribute.current()
-    timer = _StepTimer(adaptive=engine.size == 1)
-    repeats = MAX_REPEATS if engine.size == 1 else MIN_REPEATS + 1
-    options = {"epochs": repeats, "verbose": 0, "callbacks": [timer]}
+    adaptive = engine.size == 1
+    count = sample_count(x)
+    groups = MIN_REPEATS + 1
+    if adaptive:  # up to five, as many as the arrays hold rows for (at least two)
+        held = (count // batch_size - per_call) // timed_steps
+        groups = min(MAX_REPEATS, max(MIN_REPEATS, held))
+    steps = per_call + groups * timed_steps
+    timer = _StepTimer(timed_steps // per_call, adaptive)
+    options = {"epochs": 1, "verbose": 0, "callbacks": [timer]}
+    if rows is None:
+        taken = _first_rows(batch_size * steps, count)
+    else:
+        taken = rows.peek(batch_size * steps)
     if batch_size * steps <= count or (engine.size > 1 and engine.feeds_global_batch()):
-        # Views of the first rows (copies when they must wrap around; a
-        # strategy over workers shards arrays itself).
-        rows = _first_rows(batch_size * steps, count)
+        # Views of the first rows when they suffice, else copies (a strategy
+        # over workers shards arrays itself).
         fit(
-            shard(x, rows),
-            shard(y, rows),
+            shard(x, taken),
+            shard(y, taken),
             batch_size=batch_size,
             shuffle=False,
-            sample_weight=shard(sample_weight, rows),
+            sample_weight=shard(sample_weight, taken),
             **options,
         )
     else:  # batch by batch, rather than a copy of the data many times over
-        fit(_CycledBatches((x, y, sample_weight), batch_size, steps), **options)
+        fit(_Batches((x, y, sample_weight), batch_size, steps, taken), **options)
+    trained = per_call * timer.calls
+    if rows is not None:
+        rows.use(batch_size * trained, trained)
     return min(timer.seconds) / timed_steps
 
 
-class _CycledBatches(keras.utils.PyDataset):
-    """`steps` batches of consecutive rows, wrapping around the arrays."""
+class _Batches(keras.utils.PyDataset):
+    """`steps` batches of the rows `order` lists (wrapping around)."""
 
-    def __init__(self, arrays, batch_size, steps):
+    def __init__(self, arrays, batch_size, steps, order):
         super().__init__()
         self.arrays = tuple(a for a in arrays if a is not None)
         self.batch_size, self.steps = batch_size, steps
-        self.count = sample_count(arrays[0])
+        self.order = order
 
     def __len__(self):
         return self.steps
 
     def __getitem__(self, index):
-        rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size) % self.count
+        rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
+        rows = self.order[rows % len(self.order)]
         return tuple(shard(a, rows) for a in self.arrays)
 
 
 class _StepTimer(keras.callbacks.Callback):
-    """Times each epoch from the end of its first batch (or compiled call);
-    when `adaptive`, stops the fit once the two fastest epochs agree."""
+    """Times groups of `calls_per_group` compiled calls after the first
+    call; when `adaptive`, stops the fit once the two fastest agree."""
 
-    def __init__(self, adaptive=True):
+    def __init__(self, calls_per_group, adaptive=True):
         super().__init__()
-        self.seconds = []
+        self.calls_per_group = calls_per_group
         self.adaptive = adaptive
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = None
+        self.seconds, self.calls, self._mark = [], 0, None
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._start is None:
-            self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        for value in (logs or {}).values():  # wait for the call to finish
+            keras.ops.convert_to_numpy(value)
+            break
+        now = time.perf_counter()
+        self.calls += 1
+        if self._mark is not None and (self.calls - 1) % self.calls_per_group:
+            return
+        if self._mark is not None:
+            self.seconds.append(now - self._mark)
+        self._mark = now
         fastest = sorted(self.seconds)[:2]
         if (
             self.adaptive

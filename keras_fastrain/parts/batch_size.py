@@ -183,8 +183,16 @@ def _search(plan, finder, x, y, sample_weight, own_share=False):
     with engine_scope(model, plan.engine), setup_time.counted(model, "batch-size search"):
         # Keras's own fit: FastModel's would apply the parts again.
         keras_fit = functools.partial(keras.Model.fit, model)
+        # The measured steps are training: the fit goes on from them.
         search = finder.find(
-            model, x, y, sample_weight, multiple_of=replicas, fit=keras_fit, epochs=epochs
+            model,
+            x,
+            y,
+            sample_weight,
+            multiple_of=replicas,
+            fit=keras_fit,
+            epochs=epochs,
+            keep_training=True,
         )
     model.batch_size_search = search
     plan.decide(choices.Choice("batch_size", search.batch_size, search.summary()))

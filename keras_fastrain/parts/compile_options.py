@@ -11,9 +11,11 @@ On TensorFlow, whether XLA pays depends on the model (on a CPU it speeds a
 dense network up several times and slows a conv net down), so an `"auto"`
 `jit_compile` starts from Keras's own setting and, at the first fit on
 arrays long enough to pay for it, is measured on the model (see
-`keras_fastrain.compile_search`): a few short epochs with Keras's setting
-and with XLA the other way, from the same weights, within 5% of the run's
-expected time (counted in the fit's time). The other is kept for every
+`keras_fastrain.compile_search`): a few groups of steps with Keras's
+setting and with XLA the other way, within 5% of the run's expected time
+(counted in the fit's time). Those steps train on fresh rows of the data
+and are kept as training, so the measurement costs only the compilation
+and the pace lost on the slower setting. The other is kept for every
 later call only if it beats Keras's setting by 5%. Several workers measure
 nothing: their measured settings could differ. (JAX needs XLA; torch has
 none; steps per call are ruled, as more than one was faster in every model
@@ -29,7 +31,7 @@ import keras
 
 from keras_fastrain import _keras_internals, choices, setup_time
 from keras_fastrain.batching.resizable import ResizableDataset
-from keras_fastrain.batching.step_timing import round_up
+from keras_fastrain.batching.step_timing import MIN_REPEATS, round_up
 from keras_fastrain.compile_search import TIMED_STEPS, search_compile_options
 from keras_fastrain.parts.base import Part
 from keras_fastrain.parts.engine import engine_scope
@@ -41,7 +43,6 @@ __all__ = ["CompileOptionsPart"]
 # The share of the run's expected time the measurement may take, and the
 # fewest timing epochs each candidate runs (see batching/step_timing.py).
 BUDGET_SHARE = 0.05
-MIN_EPOCHS_PER_CANDIDATE = 2
 
 
 class CompileOptionsPart(Part):
@@ -121,6 +122,7 @@ def _measure(plan):
             candidates,
             run_steps=run_steps,
             budget_share=BUDGET_SHARE,
+            keep_training=True,  # the measured steps are training: the fit goes on from them
         )
     model.compile_options_search = search
     plan.decide(choices.Choice("jit_compile", search.chosen.jit_compile, search.summary()))
@@ -167,7 +169,7 @@ def _measurable(plan, candidates):
     per_epoch = kwargs.get("steps_per_epoch") or math.ceil(training / batch_size)
     run_steps = epochs * per_epoch
     needed = sum(
-        MIN_EPOCHS_PER_CANDIDATE * (steps + round_up(TIMED_STEPS, steps)) for _, steps in candidates
+        steps + MIN_REPEATS * round_up(TIMED_STEPS, steps) for _, steps in candidates
     )  # the least the measurement trains
     if run_steps * BUDGET_SHARE < needed:
         return (
