@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_fastrain.batching.step_timing import RowStream, sample_count, time_steps
 from keras_fastrain.snapshot import ModelSnapshot
-from keras_fastrain.validation import check_float, check_int
+from keras_fastrain.validation import check_bool, check_float, check_int
 
 __all__ = ["CompileOptionsSearch", "CompileOptionsTrial", "search_compile_options"]
 
@@ -64,6 +64,8 @@ class CompileOptionsSearch:
             was left out because it would have ended past `max_seconds`.
         trained_steps: Integer. The measured steps the model kept as
             training (`keep_training=True`); 0 when it was put back.
+        trained_seconds: Float. The time those steps would have taken at
+            the baseline's pace: about the time the search spent training.
     """
 
     trials: list
@@ -73,6 +75,7 @@ class CompileOptionsSearch:
     max_seconds: float | None
     stopped: str
     trained_steps: int = 0
+    trained_seconds: float = 0.0
 
     @property
     def baseline(self):
@@ -88,6 +91,9 @@ class CompileOptionsSearch:
             f"{t.samples_per_second:,.0f} samples/s with {t.label()}" for t in self.trials
         )
         budget = "" if self.max_seconds is None else f" of a {self.max_seconds:.1f} s budget"
+        if self.trained_steps:
+            trained = min(self.seconds, self.trained_seconds)
+            budget += f", about {trained:.1f} s of it training the model"
         left_out = "; the rest did not fit in the budget" if self.stopped != "completed" else ""
         if self.chosen is self.baseline:
             kept = f"kept {self.chosen.label()}, the first measured (Keras's setting)"
@@ -168,6 +174,7 @@ def search_compile_options(
     )
     if run_steps is not None:
         run_steps = check_int("run_steps", run_steps, minimum=1)
+    keep_training = check_bool("keep_training", keep_training)
     max_seconds = None
     start = time.perf_counter()
     snapshot = ModelSnapshot(model, x)
@@ -175,6 +182,7 @@ def search_compile_options(
     stop_training = model.stop_training
     trials, stopped, functions = [], "completed", []
     compiled = (model.jit_compile, model.steps_per_execution)
+    kept = 0.0  # the kept training's time at the baseline's pace
     try:
         for jit, steps in candidates:
             spent = time.perf_counter() - start
@@ -183,15 +191,15 @@ def search_compile_options(
                 stopped = "time budget"
                 break
             began = time.perf_counter()
+            trained_before = rows.samples if rows is not None else 0
             _set(model, jit, steps)
             seconds_per_step = time_steps(
                 model, fit, x, y, sample_weight, batch_size, TIMED_STEPS, rows
             )
-            trials.append(
-                CompileOptionsTrial(
-                    jit, steps, batch_size / seconds_per_step, time.perf_counter() - began
-                )
-            )
+            seconds = time.perf_counter() - began
+            trials.append(CompileOptionsTrial(jit, steps, batch_size / seconds_per_step, seconds))
+            if rows is not None:
+                kept += (rows.samples - trained_before) / trials[0].samples_per_second
             functions.append(model.train_function)
             if keep_training:
                 model.reset_metrics()
@@ -220,6 +228,7 @@ def search_compile_options(
         max_seconds,
         stopped,
         rows.steps if rows is not None else 0,
+        kept,
     )
 
 

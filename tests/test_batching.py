@@ -226,6 +226,38 @@ def test_finder_keeping_its_training_puts_the_model_back_when_it_fails(digits, m
         np.testing.assert_array_equal(old, new)
 
 
+def test_the_budget_bounds_the_search_whether_or_not_it_keeps_its_training(digits, monkeypatch):
+    # A made-up device: 10 steps a measurement, 3,200 samples/s at every
+    # batch, and 0.04 s to compile each batch's step.
+    (x, y), _ = digits
+    now = [0.0]
+
+    def timed(model, fit, x, y, sample_weight, batch_size, steps_per_trial, rows=None):
+        seconds_per_step = batch_size / 3200
+        now[0] += 0.04 + 10 * seconds_per_step
+        if rows is not None:
+            rows.use(10 * batch_size, 10)
+        return seconds_per_step
+
+    monkeypatch.setattr(finder_module, "time_steps", timed)
+    monkeypatch.setattr(finder_module.time, "perf_counter", lambda: now[0])
+    finder = BatchSizeFinder(max_seconds=0.5, memory_budget=None)
+    for keep_training in (False, True):
+        search = finder.find(_compiled_digits_mlp(), x, y, keep_training=keep_training)
+        # 32 took 0.14 s and 64 0.24 s; 128, guessed at 0.48 s, would end past 0.5 s.
+        assert [t.batch_size for t in search.trials] == [32, 64]
+        assert search.stopped == "time budget"
+    assert search.trained_seconds == pytest.approx(10 * (32 + 64) / 3200)
+    assert "(budget 0.5 s; about 0.3 s of it training the model)" in search.summary()
+
+
+def test_finder_find_names_a_bad_keep_training(digits):
+    (x, y), _ = digits
+    model = _compiled_digits_mlp()
+    with pytest.raises(TypeError, match=r"`keep_training`.*1"):
+        BatchSizeFinder().find(model, x, y, keep_training=1)
+
+
 def test_row_stream_hands_out_every_row_once_before_any_twice():
     rows = step_timing.RowStream(10, seed=0)
     order = rows.peek(10)

@@ -78,13 +78,14 @@ def test_a_budget_too_small_for_a_second_setting_measures_only_the_first(digits)
         ({"margin": 1.5}, r"`margin`.*1.5"),
         ({"budget_share": 0.0}, "`budget_share`"),
         ({"run_steps": 0}, r"`run_steps`.*0"),
+        ({"keep_training": "yes"}, r"`keep_training`.*'yes'"),
     ],
 )
 def test_bad_arguments_name_the_argument(digits, kwargs, match):
     (x, y), _ = digits
     model = digits_model()
     arguments = {"candidates": CANDIDATES, **kwargs}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         search_compile_options(model, model.fit, x, y, None, 32, **arguments)
 
 

@@ -72,6 +72,7 @@ from keras_fastrain.snapshot import ModelSnapshot
 from keras_fastrain.validation import (
     AUTO,
     check_arrays,
+    check_bool,
     check_choice,
     check_duration,
     check_float,
@@ -110,7 +111,8 @@ class BatchSizeFinder:
             `"goodput"`.
         max_seconds: `"auto"`, a number of seconds > 0, or `None`. The
             search's time budget, every measurement and restoring the model
-            included. `"auto"`: `budget_share` of the training it serves,
+            included (kept training too: the budget bounds how long the fit
+            waits for its choice). `"auto"`: `budget_share` of the training it serves,
             estimated from the first batch's throughput and `find`'s
             `epochs`. `None`: no time budget (only `max_trials`). Defaults
             to `"auto"`.
@@ -239,6 +241,7 @@ class BatchSizeFinder:
         multiple_of = int(np.lcm(multiple_of, feeders))
         fit = fit or model.fit
         epochs = check_float("epochs", epochs, low=0.0, closed=(False, True))
+        keep_training = check_bool("keep_training", keep_training)
         started = time.perf_counter()
         budget = self._budget()
         per_sample = memory.training_bytes_per_sample(model, shard(x, np.arange(1)))
@@ -247,7 +250,7 @@ class BatchSizeFinder:
         if keep_training:
             seed = np.random.randint(2**31)
             if engine.size > 1:  # workers that feed one global batch read alike
-                seed = engine.broadcast(np.asarray(seed), 0)
+                seed = engine.broadcast(np.asarray([seed]), 0)[0]
             rows = RowStream(count, int(seed))
         min_batch = round_up(self.min_batch_size, multiple_of)
         limit = count * feeders
@@ -257,12 +260,15 @@ class BatchSizeFinder:
 
         limit_samples = count * feeders  # the run's samples per epoch
         noise = {}
-        clock = {"longest": 0.0, "max_seconds": None}
+        # "kept": the time the kept training would have taken at the base
+        # batch's pace; "longest": the longest measurement.
+        clock = {"longest": 0.0, "max_seconds": None, "kept": 0.0}
         if self.max_seconds != AUTO:
             clock["max_seconds"] = self.max_seconds
 
         def measure(batch_size):
             begun = time.perf_counter()
+            trained_before = rows.samples if rows is not None else 0
             local = batch_size // feeders
             estimate = local * per_sample
             too_big = budget is not None and estimate > budget
@@ -284,7 +290,6 @@ class BatchSizeFinder:
                 raise DoesNotFitError(OUT_OF_MEMORY, out_of_memory)
             if engine.size > 1:  # every worker waits for the slowest
                 seconds = float(engine.allreduce(float(seconds), "max"))
-            clock["longest"] = max(clock["longest"], time.perf_counter() - begun)
             rate = batch_size / seconds
             if not noise:  # the base batch: the run's pace
                 if self.max_seconds == AUTO:
@@ -300,6 +305,9 @@ class BatchSizeFinder:
                 # the base can have a better goodput: the noise scale is
                 # measured once one is (every worker sees the same rates).
                 noise["scale"] = self._noise_scale(model, x, y, sample_weight, local)
+            trained = (rows.samples - trained_before) * feeders if rows is not None else 0
+            clock["kept"] += trained / noise["rate"]
+            clock["longest"] = max(clock["longest"], time.perf_counter() - begun)
             return seconds
 
         def efficiency(batch_size):
@@ -340,7 +348,8 @@ class BatchSizeFinder:
                 snapshot.restore()
             memory.release_cached_memory()
         if rows is not None:
-            result.trained_steps, result.trained_samples = rows.steps, rows.samples
+            result.trained_steps, result.trained_samples = rows.steps, rows.samples * feeders
+            result.trained_seconds = clock["kept"]
         result.noise_scale = noise.get("scale")
         result.max_seconds = clock["max_seconds"]
         if engine.size > 1:

@@ -158,6 +158,9 @@ class BatchSizeSearch:
             Defaults to 0.
         trained_samples: Integer. The samples those steps trained on.
             Defaults to 0.
+        trained_seconds: Float. The time those samples would have taken
+            at the base batch's pace: about the time the search spent
+            training. Defaults to 0.0.
 
     Example:
 
@@ -180,6 +183,7 @@ class BatchSizeSearch:
     max_seconds: float | None = None
     trained_steps: int = 0
     trained_samples: int = 0
+    trained_seconds: float = 0.0
 
     @property
     def fastest(self):
@@ -206,6 +210,7 @@ class BatchSizeSearch:
             "max_seconds": self.max_seconds,
             "trained_steps": self.trained_steps,
             "trained_samples": self.trained_samples,
+            "trained_seconds": self.trained_seconds,
             "trials": [
                 {
                     **dataclasses.asdict(t),
@@ -228,7 +233,13 @@ class BatchSizeSearch:
         else:
             noise = ""
         spent = "" if self.seconds is None else f" in {self.seconds:.1f} s"
-        budget = "" if self.max_seconds is None else f" (budget {self.max_seconds:.1f} s)"
+        details = []
+        if self.max_seconds is not None:
+            details.append(f"budget {self.max_seconds:.1f} s")
+        if self.seconds is not None and self.trained_steps:
+            trained = min(self.seconds, self.trained_seconds)
+            details.append(f"about {trained:.1f} s of it training the model")
+        budget = f" ({'; '.join(details)})" if details else ""
         ending = "; stopped by its time budget" if self.stopped == TIME_BUDGET else ""
         if self.trained_steps:
             ending += (
