@@ -23,7 +23,8 @@ from keras_fastrain.batching.noise_scale import (
     noise_scale_from_norms,
     split_gradient_sq_norms,
 )
-from keras_fastrain.batching.search import OUT_OF_MEMORY, goodput_efficiency, search_batch_size
+from keras_fastrain.batching.search import goodput_efficiency, search_batch_size
+from keras_fastrain.batching.trials import OUT_OF_MEMORY
 from keras_fastrain.callbacks import AdaptiveBatchSize
 from keras_fastrain.snapshot import ModelSnapshot
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_fastrain import FastModel
-from keras_fastrain.batching import ResizableDataset
+from keras_fastrain.batching import BatchSizeFinder, ResizableDataset
 from keras_fastrain.callbacks import AdaptiveBatchSize, EarlyStopping, WarmupDecay
 from keras_fastrain.callbacks.warmup_decay import warmup_decay
 from keras_fastrain.learning_rate import LearningRateFinder
@@ -70,6 +70,33 @@ def test_auto_finds_a_rate_that_pays_and_schedules_it(digits):
     assert (
         model.evaluate(x_test, y_test, verbose=0)[1] > plain.evaluate(x_test, y_test, verbose=0)[1]
     )
+
+
+def test_the_range_test_runs_from_the_model_as_the_fit_got_it(digits, monkeypatch):
+    # The batch search before it keeps its steps as training; the range test
+    # and the comparison still start from the weights the fit was given.
+    (x, y), _ = digits
+    model = _model("auto", rate=1e-5)
+    given = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    seen = {}
+    original = LearningRateFinder.find
+
+    def find(self, model, *args, **kwargs):
+        seen["weights"] = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+        seen["iterations"] = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        return original(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(LearningRateFinder, "find", find)
+    finder = BatchSizeFinder(16, max_batch_size=32, steps_per_trial=2, max_seconds=None)
+    model.fit(x, y, batch_size=finder, epochs=20, verbose=0)
+    search = model.batch_size_search
+    assert search.trained_steps > 0 and seen["iterations"] == 0
+    for before, at_test in zip(given, seen["weights"], strict=True):
+        np.testing.assert_array_equal(before, at_test)
+    steps = 20 * math.ceil(len(x) / search.batch_size)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == (
+        search.trained_steps + steps
+    )  # the fit went on from the search's training
 
 
 def test_auto_keeps_keras_rate_when_the_run_is_too_short_to_pay(digits):

@@ -2,7 +2,8 @@
 
 - `BatchSizeFinder`: measures throughput over candidate batch sizes within a
   memory budget (`finder.py`; the search itself is `search.py`) and returns
-  a `BatchSizeSearch`, the measured `BatchSizeTrial`s and the batch chosen.
+  a `BatchSizeSearch`, the measured `BatchSizeTrial`s and the batch chosen
+  (`trials.py`).
 - `ResizableDataset`: arrays as a `keras.utils.PyDataset` whose batch size
   can change between epochs; `GroupedBatches`: a `PyDataset`'s batches
   served several at a time, so that its batch can grow too; `TFDataBatches`
@@ -19,8 +20,8 @@ import warnings
 from keras_fastrain.batching.finder import BatchSizeFinder
 from keras_fastrain.batching.grouped import GroupedBatches
 from keras_fastrain.batching.resizable import ResizableDataset
-from keras_fastrain.batching.search import BatchSizeSearch, BatchSizeTrial, DoesNotFitError
 from keras_fastrain.batching.tf_data_batches import TFDataBatches
+from keras_fastrain.batching.trials import BatchSizeSearch, BatchSizeTrial, DoesNotFitError
 
 __all__ = [
     "BatchSizeFinder",
@@ -34,8 +35,8 @@ __all__ = [
 
 # 0.1.0's names: name -> (module, its name there, what to use instead).
 _RENAMED = {
-    "DoesNotFit": ("search", "DoesNotFitError", "DoesNotFitError"),
-    "Trial": ("search", "BatchSizeTrial", "BatchSizeTrial"),
+    "DoesNotFit": ("trials", "DoesNotFitError", "DoesNotFitError"),
+    "Trial": ("trials", "BatchSizeTrial", "BatchSizeTrial"),
     "find_batch_size": ("finder", "find_batch_size", "BatchSizeFinder(**options).find"),
     "search_batch_size": (
         "search",

@@ -56,14 +56,9 @@ import numpy as np
 from keras_fastrain import distribute
 from keras_fastrain.batching import memory
 from keras_fastrain.batching.noise_scale import PROBE_BATCH_SIZE, measure_noise_scale
-from keras_fastrain.batching.search import (
-    OUT_OF_MEMORY,
-    OVER_BUDGET,
-    DoesNotFitError,
-    goodput_efficiency,
-    search_batch_size,
-)
+from keras_fastrain.batching.search import goodput_efficiency, search_batch_size
 from keras_fastrain.batching.step_timing import RowStream, round_up, sample_count, time_steps
+from keras_fastrain.batching.trials import OUT_OF_MEMORY, OVER_BUDGET, DoesNotFitError
 from keras_fastrain.devices import list_devices
 from keras_fastrain.distribute.consensus import any_worker
 from keras_fastrain.distribute.sharding import shard

@@ -24,6 +24,8 @@ import contextlib
 import dataclasses
 import typing
 
+from keras_fastrain.snapshot import ModelSnapshot
+
 __all__ = ["CompilePlan", "Constraint", "Part", "RunPlan"]
 
 
@@ -191,6 +193,9 @@ class RunPlan(_Plan):
             `validation_data`, ...).
         results: List of functions applied, in order, to what Keras returns.
         parts: List of the parts, in order.
+        start: The `keras_fastrain.snapshot.ModelSnapshot` of the model
+            before the first measurement whose training the fit keeps
+            (`keep_start`), or `None`.
     """
 
     def __init__(self, model, parts, method, x, y, batch_size, kwargs, verbose=1):
@@ -205,6 +210,29 @@ class RunPlan(_Plan):
         if isinstance(kwargs.get("callbacks"), (list, tuple)):
             kwargs["callbacks"] = list(kwargs["callbacks"])  # the user's list stays as given
         self.results = []
+        self.start = None
+
+    def keep_start(self, x):
+        """Takes the model's state (a `ModelSnapshot` of `x`'s model) before
+        the first measurement whose training the fit keeps, once per call:
+        a measurement that must see the model as the user gave it (the
+        learning-rate range test) runs from it, in `from_start`."""
+        if self.start is None:
+            self.start = ModelSnapshot(self.model, x)
+
+    @contextlib.contextmanager
+    def from_start(self, x):
+        """Runs the block from the model's state before any kept
+        measurement (if one trained it), then puts the trained state back."""
+        if self.start is None:
+            yield
+            return
+        trained = ModelSnapshot(self.model, x)
+        self.start.restore()
+        try:
+            yield
+        finally:
+            trained.restore()
 
     @property
     def callbacks(self):

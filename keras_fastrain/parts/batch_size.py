@@ -180,6 +180,7 @@ def _search(plan, finder, x, y, sample_weight, own_share=False):
         sample_weight = weights["sample_weight"]
     replicas = engine.num_replicas if engine.feeds_global_batch() else 1
     epochs = max(1, plan.kwargs.get("epochs", 1) - plan.kwargs.get("initial_epoch", 0))
+    plan.keep_start(x)
     with engine_scope(model, plan.engine), setup_time.counted(model, "batch-size search"):
         # Keras's own fit: FastModel's would apply the parts again.
         keras_fit = functools.partial(keras.Model.fit, model)

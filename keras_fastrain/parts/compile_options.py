@@ -109,6 +109,7 @@ def _measure(plan):
         plan.decide(choices.Choice("jit_compile", kept.value, f"{kept.reason}; {why_not}"))
         return
     x, y, sample_weight, batch_size, run_steps = data
+    plan.keep_start(x)
     with engine_scope(model, plan.engine), setup_time.counted(model, "XLA measurement"):
         # Keras's own fit: FastModel's would apply the parts again.
         keras_fit = functools.partial(keras.Model.fit, model)

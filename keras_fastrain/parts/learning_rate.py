@@ -5,7 +5,10 @@ fit's time), it runs the learning-rate range test on the model and its
 training arrays at the batch the fit trains with (after the batch-size
 part has chosen it), then trains a few steps at the optimizer's own rate
 and at the suggestion, from the same weights, and keeps the suggestion only
-if it trained faster. A kept suggestion starts a cosine decay over the
+if it trained faster. Both run from the model as the fit got it: when the
+XLA measurement or the batch search trained it first (their steps are kept
+as training), the test runs from the state before them and the trained
+state is put back after. A kept suggestion starts a cosine decay over the
 fit's epochs (a `WarmupDecay` with no warm-up, since the comparison has
 just trained at the suggestion from these weights; it follows an
 `AdaptiveBatchSize` as the batch grows); the optimizer's own rate is put
@@ -111,7 +114,13 @@ class LearningRatePart(Part):
                 min(own / RANGE_BELOW, 1.0), 10.0, num_steps=test_steps, batch_size=batch
             )
         compare_steps = max(4, min(MAX_COMPARE_STEPS, budget // 6))
-        with engine_scope(model, plan.engine), setup_time.counted(model, "learning-rate test"):
+        with (
+            engine_scope(model, plan.engine),
+            setup_time.counted(model, "learning-rate test"),
+            # The model as the user gave it: a range test from weights a
+            # measurement has trained suggested rates ten times lower.
+            plan.from_start(x),
+        ):
             search = finder.find(model, x, y, sample_weight)
             model.learning_rate_search = search
             if search.suggestion is None:
@@ -149,8 +158,8 @@ class LearningRatePart(Part):
         else:
             growth = [c for c in plan.callbacks if isinstance(c, AdaptiveBatchSize)]
             # No warm-up: the comparison has just trained at the peak from
-            # these very weights, and a warm-up from a tenth of it cost a
-            # conv net's first epoch 3 points of accuracy.
+            # the fit's starting weights, and a warm-up from a tenth of it
+            # cost a conv net's first epoch 3 points of accuracy.
             plan.callbacks.append(
                 WarmupDecay(
                     peak, epochs=epochs, warmup=0.0, adaptive_batch_size=(growth or [None])[0]
@@ -158,7 +167,7 @@ class LearningRatePart(Part):
             )
             how = (
                 f"the start of a cosine decay over {epochs} epochs (no warm-up: the "
-                "comparison trained at it from these weights)"
+                "comparison trained at it from the fit's starting weights)"
             )
         plan.decide(
             choices.Choice(
