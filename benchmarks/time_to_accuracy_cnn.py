@@ -132,6 +132,9 @@ def run(method, data, target, max_epochs, seed):
         verbose=0,
     )
     chosen = {k: str(v) for k, v in getattr(model, "choices", {}).items()}
+    search = getattr(model, "batch_size_search", None)
+    if search is not None:  # every measurement's numbers and wall time
+        chosen["batch_size_search"] = search.to_json()
     return reach.points, chosen
 
 

@@ -259,6 +259,27 @@ def test_finder_find_names_a_bad_keep_training(digits):
         BatchSizeFinder().find(model, x, y, keep_training=1)
 
 
+def test_a_measurement_copies_rows_only_up_to_a_bound(digits, monkeypatch):
+    (x, y), _ = digits
+    model = _compiled_digits_mlp()
+    fed = []
+
+    def fit(data, *args, **kwargs):
+        fed.append(data)
+        return model.fit(data, *args, **kwargs)
+
+    rows = step_timing.RowStream(len(x), seed=0)
+    step_timing.time_steps(model, fit, x, y, None, 16, 2, rows)
+    assert isinstance(fed[-1], np.ndarray) and len(fed[-1]) <= len(x)  # a copy, in order
+    np.testing.assert_array_equal(fed[-1][:16], x[step_timing.RowStream(len(x), 0).peek(16)])
+    monkeypatch.setattr(step_timing, "MAX_COPY_BYTES", 1000)  # under 16 rows of 8x8
+    step_timing.time_steps(model, fit, x, y, None, 16, 2, rows)
+    assert isinstance(fed[-1], keras.utils.PyDataset)  # batch by batch
+    step_timing.time_steps(model, fit, x, y, None, 16, 2)
+    assert isinstance(fed[-1], np.ndarray)  # without a stream: a view of the first rows
+    assert np.shares_memory(fed[-1], x)
+
+
 def test_row_stream_hands_out_every_row_once_before_any_twice():
     rows = step_timing.RowStream(10, seed=0)
     order = rows.peek(10)

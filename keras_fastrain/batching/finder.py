@@ -258,6 +258,7 @@ class BatchSizeFinder:
         # "kept": the time the kept training would have taken at the base
         # batch's pace; "longest": the longest measurement.
         clock = {"longest": 0.0, "max_seconds": None, "kept": 0.0}
+        walls = {}  # each measurement's wall time
         if self.max_seconds != AUTO:
             clock["max_seconds"] = self.max_seconds
 
@@ -302,7 +303,8 @@ class BatchSizeFinder:
                 noise["scale"] = self._noise_scale(model, x, y, sample_weight, local)
             trained = (rows.samples - trained_before) * feeders if rows is not None else 0
             clock["kept"] += trained / noise["rate"]
-            clock["longest"] = max(clock["longest"], time.perf_counter() - begun)
+            walls[batch_size] = time.perf_counter() - begun
+            clock["longest"] = max(clock["longest"], walls[batch_size])
             return seconds
 
         def efficiency(batch_size):
@@ -345,6 +347,8 @@ class BatchSizeFinder:
         if rows is not None:
             result.trained_steps, result.trained_samples = rows.steps, rows.samples * feeders
             result.trained_seconds = clock["kept"]
+        for trial in result.trials:
+            trial.seconds = walls.get(trial.batch_size)
         result.noise_scale = noise.get("scale")
         result.max_seconds = clock["max_seconds"]
         if engine.size > 1:

@@ -11,7 +11,11 @@ counts.
 
 A `RowStream` gives each measurement fresh rows of the training data, in a
 shuffled order: a measurement whose training is kept (a search run by
-`FastModel.fit`) then trains on each sample once, as an epoch would.
+`FastModel.fit`) then trains on each sample once, as an epoch would. The
+rows of a measurement are a view of the arrays (the first rows, without a
+stream) or a copy of at most 256 MiB; beyond that they are fed batch by
+batch from a `PyDataset`, so that a measurement never copies large image
+arrays whole.
 """
 
 import time
@@ -27,6 +31,9 @@ __all__ = ["RowStream", "round_up", "sample_count", "time_steps"]
 # Timed groups per measurement: at least, at most, and how close the two
 # fastest must be to stop.
 MIN_REPEATS, MAX_REPEATS, STABLE = 2, 5, 0.03
+# Rows that are not a view of the arrays are copied for a measurement up to
+# this size; beyond it they are fed batch by batch.
+MAX_COPY_BYTES = 256 * 2**20
 
 
 class RowStream:
@@ -101,13 +108,16 @@ def time_steps(model, fit, x, y, sample_weight, batch_size, steps_per_trial, row
     steps = per_call + groups * timed_steps
     timer = _StepTimer(timed_steps // per_call, adaptive)
     options = {"epochs": 1, "verbose": 0, "callbacks": [timer]}
-    if rows is None:
-        taken = _first_rows(batch_size * steps, count)
-    else:
-        taken = rows.peek(batch_size * steps)
-    if batch_size * steps <= count or (engine.size > 1 and engine.feeds_global_batch()):
-        # Views of the first rows when they suffice, else copies (a strategy
-        # over workers shards arrays itself).
+    needed = batch_size * steps
+    taken = _first_rows(needed, count) if rows is None else rows.peek(needed)
+    copy_bytes = needed * _row_bytes((x, y, sample_weight))
+    if (
+        isinstance(taken, slice)
+        or copy_bytes <= MAX_COPY_BYTES
+        or (engine.size > 1 and engine.feeds_global_batch())
+    ):
+        # Views of the first rows, or a bounded copy of the rows taken (a
+        # strategy over workers shards arrays itself).
         fit(
             shard(x, taken),
             shard(y, taken),
@@ -170,6 +180,17 @@ class _StepTimer(keras.callbacks.Callback):
             and fastest[1] <= fastest[0] * (1 + STABLE)
         ):
             self.model.stop_training = True
+
+
+def _row_bytes(arrays):
+    """Bytes one row of every array in `arrays` takes."""
+    total = 0
+    for array in keras.tree.flatten(arrays):
+        if array is None:
+            continue
+        dtype = getattr(array.dtype, "as_numpy_dtype", array.dtype)
+        total += np.dtype(dtype).itemsize * int(np.prod(array.shape[1:]))
+    return total
 
 
 def sample_count(x):

@@ -66,6 +66,9 @@ class BatchSizeTrial:
         efficiency: Float in (0, 1]. The statistical efficiency of this
             batch against the search's base batch (1 when the search scores
             throughput alone). Defaults to 1.0.
+        seconds: Float or `None`. The wall time measuring it took
+            (compilation, set-up and any noise-scale measurement included),
+            when the finder recorded it. Defaults to `None`.
 
     Example:
 
@@ -81,6 +84,7 @@ class BatchSizeTrial:
     seconds_per_step: float | None = None
     detail: str = ""
     efficiency: float = 1.0
+    seconds: float | None = None
 
     @property
     def samples_per_second(self):
@@ -231,7 +235,7 @@ class BatchSizeSearch:
         lines = [
             f"{'batch':>7}  {'samples/s':>11}  "
             + (f"{'efficiency':>10}  {'goodput':>9}  " if goodput else "")
-            + f"{'ms/step':>8}  status"
+            + f"{'ms/step':>8}  {'took s':>6}  status"
         ]
         for trial in sorted(self.trials, key=lambda t: t.batch_size):
             rate = trial.samples_per_second
@@ -240,8 +244,10 @@ class BatchSizeSearch:
             columns = f"{trial.batch_size:>7}  {_number(rate):>11}  "
             if goodput:
                 columns += f"{trial.efficiency:>10.2f}  {_number(trial.goodput):>9}  "
+            took = "-" if trial.seconds is None else f"{trial.seconds:.1f}"
             lines.append(
-                f"{columns}{'-' if step is None else f'{step * 1e3:.2f}':>8}  {trial.status}{mark}"
+                f"{columns}{'-' if step is None else f'{step * 1e3:.2f}':>8}  {took:>6}  "
+                f"{trial.status}{mark}"
             )
         lines.append(self.summary())
         return "\n".join(lines)
