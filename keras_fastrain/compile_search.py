@@ -124,11 +124,13 @@ def search_compile_options(
 ):
     """Measures `candidates` on `model` and sets the fastest on it.
 
-    Each candidate is timed over short epochs of `fit` (see
+    Each candidate is timed over a short epoch of `fit` (see
     `keras_fastrain.batching.step_timing.time_steps`) from the same
     weights: the model, its optimizer and metrics are put back as they were
-    after the search. The model is left set to the kept setting, with the
-    training step Keras compiled while measuring it.
+    after the search (with `keep_training=True`, each candidate trains on
+    fresh rows and the model keeps those steps). The model is left set to
+    the kept setting, with the training step Keras compiled while measuring
+    it.
 
     Args:
         model: A compiled `keras.Model`.

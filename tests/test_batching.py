@@ -273,11 +273,25 @@ def test_a_measurement_copies_rows_only_up_to_a_bound(digits, monkeypatch):
     assert isinstance(fed[-1], np.ndarray) and len(fed[-1]) <= len(x)  # a copy, in order
     np.testing.assert_array_equal(fed[-1][:16], x[step_timing.RowStream(len(x), 0).peek(16)])
     monkeypatch.setattr(step_timing, "MAX_COPY_BYTES", 1000)  # under 16 rows of 8x8
+    following = rows.peek(10_000 // 16 * 16)
+    used = rows.samples
     step_timing.time_steps(model, fit, x, y, None, 16, 2, rows)
     assert isinstance(fed[-1], keras.utils.PyDataset)  # batch by batch
+    trained = rows.samples - used
+    served = np.concatenate([fed[-1][i][0] for i in range(trained // 16)])
+    np.testing.assert_array_equal(served, x[following[:trained]])  # in order: the rows used
     step_timing.time_steps(model, fit, x, y, None, 16, 2)
     assert isinstance(fed[-1], np.ndarray)  # without a stream: a view of the first rows
     assert np.shares_memory(fed[-1], x)
+
+
+def test_row_stream_needs_rows_and_matching_arrays(digits):
+    (x, y), _ = digits
+    with pytest.raises(ValueError, match="`count`"):
+        step_timing.RowStream(0, seed=0)
+    model = _compiled_digits_mlp()
+    with pytest.raises(ValueError, match="`rows`"):
+        step_timing.time_steps(model, model.fit, x, y, None, 16, 2, step_timing.RowStream(5, 0))
 
 
 def test_row_stream_hands_out_every_row_once_before_any_twice():
@@ -340,6 +354,12 @@ def test_finder_steps_back_from_out_of_memory_errors(digits):
     assert 64 <= result.max_batch_size <= 100
     with pytest.raises(ValueError, match="Not even the smallest batch size, 128, fits"):
         BatchSizeFinder(min_batch_size=128, memory_budget=None).find(model, x, y, fit=fit)
+    # Keeping its training, a search puts the model back at an out-of-memory
+    # error and counts only what trained after it.
+    kept = finder.find(model, x, y, fit=fit, keep_training=True)
+    assert any(t.status == OUT_OF_MEMORY for t in kept.trials)
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == kept.trained_steps
+    assert all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.variables)
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,24 @@ def _fast_digits(**options):
 
 
 @pytest.mark.skipif(not TENSORFLOW, reason="XLA is measured where it is a choice: TensorFlow")
+def test_the_measurement_never_trains_on_the_rows_held_out_for_validation(digits, monkeypatch):
+    (x, y), _ = digits
+    monkeypatch.setattr(compile_options, "BUDGET_SHARE", 1.0)
+    measured = []
+
+    def recording(model, fit, x, *args, run_steps, **kwargs):
+        measured.append(x)
+        return search_compile_options(model, fit, x, *args, **kwargs)
+
+    monkeypatch.setattr(compile_options, "search_compile_options", recording)
+    model = _fast_digits()
+    model.fit(x, y, epochs=6, validation_split=0.25, verbose=0)
+    assert len(measured[0]) == int(len(x) * 0.75)
+    np.testing.assert_array_equal(measured[0], x[: int(len(x) * 0.75)])
+    assert model.compile_options_search.trained_steps > 0
+
+
+@pytest.mark.skipif(not TENSORFLOW, reason="XLA is measured where it is a choice: TensorFlow")
 def test_a_long_enough_fit_measures_xla_once_and_counts_the_time(digits, monkeypatch):
     (x, y), _ = digits
     # Digits make a short run: no step-count gate and no time budget here.

@@ -135,6 +135,16 @@ def test_auto_batch_size_goes_on_from_the_weights_its_search_trained(digits, mon
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_auto_batch_size_keeps_no_steps_trained_without_the_fit_class_weight(digits):
+    (x, y), _ = digits
+    model = digits_model()
+    finder = BatchSizeFinder(min_batch_size=16, **QUICK)
+    model.fit(x, y, batch_size=finder, epochs=1, verbose=0, class_weight={0: 2.0})
+    search = model.batch_size_search
+    assert search.trained_steps == 0 and "kept as training" not in search.summary()
+    assert int(model.optimizer.iterations) == math.ceil(len(x) / search.batch_size)
+
+
 def test_auto_batch_size_scores_batches_by_goodput(digits):
     # A noise scale of 100 samples: a batch B keeps (100 + 16) / (100 + B)
     # of a sample's progress, and is chosen by throughput times that.

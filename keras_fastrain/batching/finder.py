@@ -93,9 +93,9 @@ class BatchSizeFinder:
             bounded by the number of samples. Defaults to `None`.
         max_trials: Integer >= 1. At most this many batch sizes are
             measured. Defaults to 10.
-        steps_per_trial: Integer >= 1. Timed steps per batch size and
-            epoch, rounded up to whole compiled calls
-            (`steps_per_execution`). Defaults to 8.
+        steps_per_trial: Integer >= 1. Steps per timed group of a
+            candidate's measurement (two to five groups), rounded up to
+            whole compiled calls (`steps_per_execution`). Defaults to 8.
         margin: Float in [0, 1). Batches within this relative score of the
             best count as equally good; the smallest of them is chosen.
             Defaults to 0.05.
@@ -283,9 +283,17 @@ class BatchSizeFinder:
                 seconds, out_of_memory = None, _first_line(error)
                 memory.release_cached_memory()
             if any_worker(bool(out_of_memory)):
+                if rows is not None:
+                    # A failed fit can leave the model without its values
+                    # (JAX releases them while it trains): every worker
+                    # goes back to the model as the search got it.
+                    snapshot.restore()
+                    rows.samples = rows.steps = 0
+                    clock["kept"] = 0.0
                 raise DoesNotFitError(OUT_OF_MEMORY, out_of_memory)
             if engine.size > 1:  # every worker waits for the slowest
                 seconds = float(engine.allreduce(float(seconds), "max"))
+            measured = time.perf_counter() - begun  # the noise scale is not guessed again
             rate = batch_size / seconds
             if not noise:  # the base batch: the run's pace
                 if self.max_seconds == AUTO:
@@ -304,7 +312,7 @@ class BatchSizeFinder:
             trained = (rows.samples - trained_before) * feeders if rows is not None else 0
             clock["kept"] += trained / noise["rate"]
             walls[batch_size] = time.perf_counter() - begun
-            clock["longest"] = max(clock["longest"], walls[batch_size])
+            clock["longest"] = max(clock["longest"], measured)
             return seconds
 
         def efficiency(batch_size):

@@ -14,10 +14,12 @@ shuffled order: a measurement whose training is kept (a search run by
 `FastModel.fit`) then trains on each sample once, as an epoch would. The
 rows of a measurement are a view of the arrays (the first rows, without a
 stream) or a copy of at most 256 MiB; beyond that they are fed batch by
-batch from a `PyDataset`, so that a measurement never copies large image
-arrays whole.
+batch from a `PyDataset`, in order, so that a measurement never copies
+large image arrays whole (a `tf.distribute` strategy over several workers,
+which must be given arrays, gets a copy of any size).
 """
 
+import functools
 import time
 
 import keras
@@ -25,6 +27,7 @@ import numpy as np
 
 from keras_fastrain import distribute
 from keras_fastrain.distribute.sharding import shard
+from keras_fastrain.validation import check_int
 
 __all__ = ["RowStream", "round_up", "sample_count", "time_steps"]
 
@@ -59,7 +62,7 @@ class RowStream:
     """
 
     def __init__(self, count, seed):
-        self.count = count
+        self.count = check_int("count", count, minimum=1)
         self._rng = np.random.default_rng(seed)
         self._order = np.zeros(0, dtype=np.int64)
         self.samples = self.steps = 0
@@ -108,6 +111,11 @@ def time_steps(model, fit, x, y, sample_weight, batch_size, steps_per_trial, row
     steps = per_call + groups * timed_steps
     timer = _StepTimer(timed_steps // per_call, adaptive)
     options = {"epochs": 1, "verbose": 0, "callbacks": [timer]}
+    if rows is not None and rows.count != count:
+        raise ValueError(
+            f"Invalid value for argument `rows`: a RowStream over {rows.count} rows, "
+            f"for arrays of {count}. Expected a stream over the arrays' rows."
+        )
     needed = batch_size * steps
     taken = _first_rows(needed, count) if rows is None else rows.peek(needed)
     copy_bytes = needed * _row_bytes((x, y, sample_weight))
@@ -117,20 +125,25 @@ def time_steps(model, fit, x, y, sample_weight, batch_size, steps_per_trial, row
         or (engine.size > 1 and engine.feeds_global_batch())
     ):
         # Views of the first rows, or a bounded copy of the rows taken (a
-        # strategy over workers shards arrays itself).
-        fit(
+        # strategy over workers shards arrays itself, so it gets a copy of
+        # any size).
+        feed = functools.partial(
+            fit,
             shard(x, taken),
             shard(y, taken),
             batch_size=batch_size,
             shuffle=False,
             sample_weight=shard(sample_weight, taken),
-            **options,
         )
-    else:  # batch by batch, rather than a copy of the data many times over
-        fit(_Batches((x, y, sample_weight), batch_size, steps, taken), **options)
-    trained = per_call * timer.calls
-    if rows is not None:
-        rows.use(batch_size * trained, trained)
+    else:  # batch by batch, in order, rather than a large copy
+        data = _Batches((x, y, sample_weight), batch_size, steps, taken)
+        feed = functools.partial(fit, data, shuffle=False)
+    try:
+        feed(**options)
+    finally:  # the calls that ran trained the model, also before an error
+        trained = per_call * timer.calls
+        if rows is not None:
+            rows.use(batch_size * trained, trained)
     return min(timer.seconds) / timed_steps
 
 
@@ -183,13 +196,17 @@ class _StepTimer(keras.callbacks.Callback):
 
 
 def _row_bytes(arrays):
-    """Bytes one row of every array in `arrays` takes."""
+    """Bytes one row of every array in `arrays` takes (any array type with
+    a shape: NumPy, a backend's tensor, a DataFrame)."""
     total = 0
     for array in keras.tree.flatten(arrays):
         if array is None:
             continue
-        dtype = getattr(array.dtype, "as_numpy_dtype", array.dtype)
-        total += np.dtype(dtype).itemsize * int(np.prod(array.shape[1:]))
+        try:
+            itemsize = np.dtype(keras.backend.standardize_dtype(array.dtype)).itemsize
+            total += itemsize * int(np.prod(array.shape[1:]))
+        except (AttributeError, TypeError, ValueError):
+            total += np.asarray(array[:1]).nbytes
     return total
 
 

@@ -303,9 +303,13 @@ class FastModel(keras.Model):
         in turn (each worker's batch is then the dataset's).
 
         `batch_size` may also be `"auto"` or a
-        `keras_fastrain.batching.BatchSizeFinder`: the fastest batch that
-        fits is measured first, on array inputs or a `ResizableDataset`,
-        and used; the search is kept in `model.batch_size_search`. With an
+        `keras_fastrain.batching.BatchSizeFinder`: the batch with the best
+        goodput is measured first, on array inputs or a `ResizableDataset`,
+        and used; the search is kept in `model.batch_size_search`. The
+        steps it measured are kept as training (on fresh rows, the held-out
+        validation rows excepted), so `optimizer.iterations`, and any
+        schedule driven by it, counts them beyond `epochs`; with a
+        `class_weight` they are not kept. With an
         `AdaptiveBatchSize` callback, array inputs are served by a
         `ResizableDataset` whose batch grows (see
         `keras_fastrain.parts.batch_size`). Every callback with a

@@ -213,11 +213,12 @@ class RunPlan(_Plan):
         self.start = None
 
     def keep_start(self, x):
-        """Takes the model's state (a `ModelSnapshot` of `x`'s model) before
-        the first measurement whose training the fit keeps, once per call:
-        a measurement that must see the model as the user gave it (the
-        learning-rate range test) runs from it, in `from_start`."""
-        if self.start is None:
+        """Takes the model's state (a `ModelSnapshot`; `x` builds an
+        unbuilt model) before the first measurement whose training the fit
+        keeps, once per call, when a later measurement must see the model
+        as the user gave it (the learning-rate test, `learning_rate` set):
+        it runs from it, in `from_start`, which lets it go."""
+        if self.start is None and self.options.get("learning_rate") is not None:
             self.start = ModelSnapshot(self.model, x)
 
     @contextlib.contextmanager
@@ -233,6 +234,7 @@ class RunPlan(_Plan):
             yield
         finally:
             trained.restore()
+            self.start = None  # a copy of the model is not held through the fit
 
     @property
     def callbacks(self):

@@ -180,11 +180,14 @@ def _search(plan, finder, x, y, sample_weight, own_share=False):
         sample_weight = weights["sample_weight"]
     replicas = engine.num_replicas if engine.feeds_global_batch() else 1
     epochs = max(1, plan.kwargs.get("epochs", 1) - plan.kwargs.get("initial_epoch", 0))
-    plan.keep_start(x)
+    # The measured steps train the model, unless they would train under a
+    # loss other than the fit's (`class_weight` is not given to them).
+    keep = plan.kwargs.get("class_weight") is None
+    if keep:
+        plan.keep_start(x)
     with engine_scope(model, plan.engine), setup_time.counted(model, "batch-size search"):
         # Keras's own fit: FastModel's would apply the parts again.
         keras_fit = functools.partial(keras.Model.fit, model)
-        # The measured steps are training: the fit goes on from them.
         search = finder.find(
             model,
             x,
@@ -193,7 +196,7 @@ def _search(plan, finder, x, y, sample_weight, own_share=False):
             multiple_of=replicas,
             fit=keras_fit,
             epochs=epochs,
-            keep_training=True,
+            keep_training=keep,
         )
     model.batch_size_search = search
     plan.decide(choices.Choice("batch_size", search.batch_size, search.summary()))

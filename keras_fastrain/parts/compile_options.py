@@ -33,6 +33,7 @@ from keras_fastrain import _keras_internals, choices, setup_time
 from keras_fastrain.batching.resizable import ResizableDataset
 from keras_fastrain.batching.step_timing import MIN_REPEATS, round_up
 from keras_fastrain.compile_search import TIMED_STEPS, search_compile_options
+from keras_fastrain.distribute.sharding import shard
 from keras_fastrain.parts.base import Part
 from keras_fastrain.parts.engine import engine_scope
 from keras_fastrain.parts.inputs import sample_count
@@ -109,7 +110,11 @@ def _measure(plan):
         plan.decide(choices.Choice("jit_compile", kept.value, f"{kept.reason}; {why_not}"))
         return
     x, y, sample_weight, batch_size, run_steps = data
-    plan.keep_start(x)
+    # The measured steps train the model, unless they would train under a
+    # loss other than the fit's (`class_weight` is not given to them).
+    keep = plan.kwargs.get("class_weight") is None
+    if keep:
+        plan.keep_start(x)
     with engine_scope(model, plan.engine), setup_time.counted(model, "XLA measurement"):
         # Keras's own fit: FastModel's would apply the parts again.
         keras_fit = functools.partial(keras.Model.fit, model)
@@ -123,7 +128,7 @@ def _measure(plan):
             candidates,
             run_steps=run_steps,
             budget_share=BUDGET_SHARE,
-            keep_training=True,  # the measured steps are training: the fit goes on from them
+            keep_training=keep,
         )
     model.compile_options_search = search
     plan.decide(choices.Choice("jit_compile", search.chosen.jit_compile, search.summary()))
@@ -166,6 +171,9 @@ def _measurable(plan, candidates):
     if not count or (y is not None and sample_count(y) != count):
         return "not measured: the arrays' lengths differ", None
     training = math.floor(count * (1.0 - (kwargs.get("validation_split") or 0.0)))
+    if training < count and kwargs.get("validation_data") is None:
+        # The rows Keras will hold out for validation are never trained on.
+        x, y, sample_weight = (shard(a, slice(0, training)) for a in (x, y, sample_weight))
     epochs = max(1, kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0))
     per_epoch = kwargs.get("steps_per_epoch") or math.ceil(training / batch_size)
     run_steps = epochs * per_epoch
