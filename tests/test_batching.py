@@ -152,25 +152,6 @@ def test_resizable_dataset_serves_every_sample_once_per_epoch_at_any_size():
         data.batch_size = 7
 
 
-def test_finder_on_a_real_model_restores_its_state(digits):
-    (x, y), _ = digits
-    keras.utils.set_random_seed(0)
-    model = digits_mlp()
-    model.compile(
-        optimizer="adam",
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)  # optimizer state exists
-    before = [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
-    result = find_batch_size(model, x, y, max_trials=4, steps_per_trial=2)
-    after = [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
-    for old, new in zip(before, after, strict=True):
-        np.testing.assert_array_equal(old, new)
-    assert 1 <= len(result.trials) <= 4
-    assert result.batch_size in [t.batch_size for t in result.trials]
-
-
 def _compiled_digits_mlp():
     keras.utils.set_random_seed(0)
     model = digits_mlp()
@@ -184,6 +165,18 @@ def _compiled_digits_mlp():
 
 def _values(model):
     return [keras.ops.convert_to_numpy(v) for v in model.variables + model.optimizer.variables]
+
+
+def test_finder_on_a_real_model_restores_its_state(digits):
+    (x, y), _ = digits
+    model = _compiled_digits_mlp()
+    model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)  # optimizer state exists
+    before = _values(model)
+    result = find_batch_size(model, x, y, max_trials=4, steps_per_trial=2)
+    for old, new in zip(before, _values(model), strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert 1 <= len(result.trials) <= 4
+    assert result.batch_size in [t.batch_size for t in result.trials]
 
 
 def test_finder_keeping_its_training_trains_on_fresh_rows_once_each(digits, monkeypatch):
