@@ -288,7 +288,7 @@ class BatchSizeFinder:
                     # (JAX releases them while it trains): every worker
                     # goes back to the model as the search got it.
                     snapshot.restore()
-                    rows.samples = rows.steps = 0
+                    rows.forget_training()
                     clock["kept"] = 0.0
                 raise DoesNotFitError(OUT_OF_MEMORY, out_of_memory)
             if engine.size > 1:  # every worker waits for the slowest

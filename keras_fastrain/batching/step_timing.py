@@ -80,6 +80,11 @@ class RowStream:
         self.samples += size
         self.steps += steps
 
+    def forget_training(self):
+        """Counts no rows or steps as trained (the model was put back);
+        the rows already handed out stay used."""
+        self.samples = self.steps = 0
+
 
 def time_steps(model, fit, x, y, sample_weight, batch_size, steps_per_trial, rows=None):
     """Seconds per step of `fit` at `batch_size`, over `steps_per_trial`
