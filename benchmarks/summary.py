@@ -21,6 +21,8 @@ ORDER = (
     "demo",
     "time_to_accuracy",
     "time_to_accuracy_cnn",
+    "time_to_accuracy_cnn_methods",
+    "time_to_accuracy_cnn_pooled",
     "tuning",
     "augmentation_throughput",
     "compile_options",
@@ -28,6 +30,13 @@ ORDER = (
     "pruning",
     "scaling",
 )
+
+
+# Results saved under another name than their script's.
+SCRIPTS = {
+    "time_to_accuracy_cnn_methods": "time_to_accuracy_cnn",
+    "time_to_accuracy_cnn_pooled": "time_to_accuracy_cnn",
+}
 
 
 def _seconds(value):
@@ -60,7 +69,14 @@ def _time_to_accuracy(result):
         r
         for r in rows
         if r["method"].startswith(
-            ("keras-fastrain", "ema=", "label_smoothing=", "selective_backprop=")
+            (
+                "keras-fastrain",
+                "ema=",
+                "label_smoothing=",
+                "selective_backprop=",
+                "layer_freezing=",
+                "progressive_resizing=",
+            )
         )
         or '="auto"' in r["method"]
     ]
@@ -71,6 +87,9 @@ def _time_to_accuracy(result):
             parts.append(text + f" (reached {row['reached']})")
             continue
         text += f" ({_ratio(row['speedup_vs_baseline'])}"
+        if row.get("baseline"):  # a method with a baseline of its own
+            other = next(r for r in rows if r["method"] == row["baseline"])
+            text += f" against {other['method']} {_seconds(other['median_seconds'])}"
         if row.get("speedup_vs_best_fixed") is not None:
             text += f"; {_ratio(row['speedup_vs_best_fixed'])} the best fixed batch"
         parts.append(text + ")")
@@ -91,6 +110,16 @@ def time_to_accuracy_cnn(result):
     return _time_to_accuracy(result) + (
         f" [conv net, {augmented}{result['train_samples']:,} images{counted}]"
     )
+
+
+def time_to_accuracy_cnn_methods(result):
+    """A run of some of the conv-net benchmark's methods, with its own baseline."""
+    return time_to_accuracy_cnn(result)
+
+
+def time_to_accuracy_cnn_pooled(result):
+    """The conv net with global pooling, plain and with progressive resizing."""
+    return time_to_accuracy_cnn(result)
 
 
 def tuning(result):
@@ -193,7 +222,7 @@ def table(results_dir=RESULTS_DIR):
         if result.get("backend_version"):
             versions += f", {result['backend']} {result['backend_version']}"
         measured = f"{result.get('date', '?')[:10]}, {result.get('machine', '?')}, {versions}"
-        script = "make demo" if name == "demo" else f"{name}.py"
+        script = "make demo" if name == "demo" else f"{SCRIPTS.get(name, name)}.py"
         lines.append(f"| `{script}` | {result.get('backend', '?')} | {headline} | {measured} |")
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from keras_fastrain.batching import (
     BatchSizeFinder,
     DoesNotFitError,
     ResizableDataset,
+    memory,
     step_timing,
 )
 from keras_fastrain.batching import finder as finder_module
@@ -324,7 +325,11 @@ class ResourceExhaustedError(Exception):
     """Named as TensorFlow's out-of-memory error on an accelerator."""
 
 
-def test_finder_steps_back_from_out_of_memory_errors(digits):
+def test_finder_steps_back_from_out_of_memory_errors(digits, monkeypatch):
+    # A full garbage collection, which can take seconds in a long process,
+    # runs only after a candidate ran out of memory.
+    collections = []
+    monkeypatch.setattr(memory, "release_cached_memory", lambda: collections.append(1))
     # On an accelerator a batch that does not fit fails inside fit (checked
     # on a GPU; see the README); here fit fails the same way above 100.
     (x, y), _ = digits
@@ -340,7 +345,11 @@ def test_finder_steps_back_from_out_of_memory_errors(digits):
     finder = BatchSizeFinder(
         min_batch_size=16, max_trials=8, steps_per_trial=1, memory_budget=None, max_seconds=None
     )
+    small = BatchSizeFinder(min_batch_size=16, max_batch_size=64, max_trials=3, steps_per_trial=1)
+    small.find(model, x, y, fit=fit)
+    assert not collections
     result = finder.find(model, x, y, fit=fit)
+    assert collections
     failed = [t for t in result.trials if t.status == OUT_OF_MEMORY]
     assert failed and all(t.batch_size > 100 for t in failed)
     assert "OOM when allocating" in failed[0].detail

@@ -257,7 +257,7 @@ class BatchSizeFinder:
         noise = {}
         # "kept": the time the kept training would have taken at the base
         # batch's pace; "longest": the longest measurement.
-        clock = {"longest": 0.0, "max_seconds": None, "kept": 0.0}
+        clock = {"longest": 0.0, "max_seconds": None, "kept": 0.0, "out_of_memory": False}
         walls = {}  # each measurement's wall time
         if self.max_seconds != AUTO:
             clock["max_seconds"] = self.max_seconds
@@ -282,6 +282,7 @@ class BatchSizeFinder:
                     raise
                 seconds, out_of_memory = None, _first_line(error)
                 memory.release_cached_memory()
+                clock["out_of_memory"] = True
             if any_worker(bool(out_of_memory)):
                 if rows is not None:
                     # A failed fit can leave the model without its values
@@ -351,7 +352,9 @@ class BatchSizeFinder:
                 model.reset_metrics()
             else:
                 snapshot.restore()
-            memory.release_cached_memory()
+            if clock["out_of_memory"]:  # what the failed steps left (a full
+                # collection can take seconds in a long-running process)
+                memory.release_cached_memory()
         if rows is not None:
             result.trained_steps, result.trained_samples = rows.steps, rows.samples * feeders
             result.trained_seconds = clock["kept"]

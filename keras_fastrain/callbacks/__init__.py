@@ -10,7 +10,9 @@ from keras_fastrain.callbacks.distributed import (
     MetricAverageCallback,
 )
 from keras_fastrain.callbacks.early_stopping import EarlyStopping
+from keras_fastrain.callbacks.layer_freezing import LayerFreezing
 from keras_fastrain.callbacks.learning_rate import LearningRateScheduleCallback
+from keras_fastrain.callbacks.progressive_resizing import ProgressiveResizing
 from keras_fastrain.callbacks.selective_backprop import SelectiveBackprop
 from keras_fastrain.callbacks.stop_reason import StopReason
 from keras_fastrain.callbacks.timing_profiler import TimingProfiler
@@ -22,9 +24,11 @@ __all__ = [
     "BroadcastGlobalVariablesCallback",
     "EarlyStopping",
     "HorovodCallback",
+    "LayerFreezing",
     "LearningRateScheduleCallback",
     "LearningRateWarmupCallback",
     "MetricAverageCallback",
+    "ProgressiveResizing",
     "SelectiveBackprop",
     "StopReason",
     "TimingProfiler",

@@ -23,6 +23,7 @@ import math
 import keras
 from keras import ops
 
+from keras_fastrain.callbacks.step_variants import StepVariants, fit_progress, is_jax_nnx
 from keras_fastrain.validation import check_float, check_int
 
 __all__ = ["SelectiveBackprop", "per_sample_loss"]
@@ -58,75 +59,40 @@ class SelectiveBackprop(keras.callbacks.Callback):
         self.start = check_float("start", start, low=0.0, high=1.0, closed=(True, False))
         self.end = check_float("end", end, low=self.start, high=1.0, closed=(False, True))
         self.interval = check_int("interval", interval, minimum=1)
-        self._keras_function = self._selecting_function = self._step = None
-        self._own_step = None
-        self._epoch, self._epochs, self._calls = 0, 1, 0
+        self._variants = self._step = None
+        self._epoch, self._calls = 0, 0
         self.selected_calls = 0
 
     def on_train_begin(self, logs=None):
         model = self.model
-        if keras.backend.backend() == "jax" and keras.config.is_nnx_enabled():
+        if is_jax_nnx():
             raise ValueError(
                 "SelectiveBackprop replaces the model's train_step, which Keras's JAX "
                 "trainer does not look up with NNX enabled: disable NNX, or remove "
                 "SelectiveBackprop."
             )
         loss = per_sample_loss(model.loss)  # refuses a loss it cannot split
-        self._epochs = max(1, int(self.params.get("epochs") or 1))
         self._calls = self.selected_calls = 0
-        self._own_step = vars(model).get("train_step")  # a step the user set, kept
-        self._keras_function = model.train_function
+        self._variants = StepVariants(model, self)
         self._step = _selecting_step(model, model.train_step, self.keep, loss)
-        model.train_step = self._step
-        try:
-            model.make_train_function(force=True)
-            compiled = model.train_function
-        finally:
-            self._use(False)
-
-        def selecting(*args):
-            # Keras calls no callback when a call fails: Keras's step is put
-            # back here then, so that a later fit does not reuse this one.
-            try:
-                return compiled(*args)
-            except BaseException:
-                self._use(False)
-                raise
-
-        self._selecting_function = selecting
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_begin(self, batch, logs=None):
-        steps = self.params.get("steps") or 0
-        within = batch / steps if steps else 0.0
-        progress = (self._epoch + within) / self._epochs
+        progress = fit_progress(self.params, self._epoch, batch)
         selecting = self.start <= progress < self.end and self._calls % self.interval == 0
         self._calls += 1
         self.selected_calls += int(selecting)
-        self._use(selecting)
+        self._variants.use("selecting" if selecting else None, self._step)
 
     def on_train_batch_end(self, batch, logs=None):
-        self._use(False)  # Keras's step between calls
+        self._variants.use(None)  # Keras's step between calls
 
     def on_train_end(self, logs=None):
-        if self._keras_function is not None:
-            self._use(False)
-        self._keras_function = self._selecting_function = self._step = None
-
-    def _use(self, selecting):
-        """Makes the next call select, or not: the compiled function, and
-        the model's `train_step` (which a step compiled earlier has taken
-        in already, and PyTorch's eager step looks up at every call)."""
-        model = self.model
-        model.train_function = self._selecting_function if selecting else self._keras_function
-        if selecting:
-            model.train_step = self._step
-        elif self._own_step is not None:
-            model.train_step = self._own_step
-        elif "train_step" in vars(model):
-            del model.train_step  # Keras's own step again, for later fits
+        if self._variants is not None:
+            self._variants.close()
+        self._variants = self._step = None
 
 
 def per_sample_loss(loss):

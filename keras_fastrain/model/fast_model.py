@@ -105,6 +105,21 @@ class FastModel(keras.Model):
             (`keras_fastrain.callbacks.SelectiveBackprop`, added to `fit`
             unless you gave one). Changes results; see
             `keras_fastrain.parts.selective_backprop`.
+        progressive_resizing: `None` (default): every step sees the images
+            as given. `True` or a scale in (0, 1) (`True`: 0.5): each fit
+            trains its first half on images scaled down by it, grows them,
+            and its last 20% at full size
+            (`keras_fastrain.callbacks.ProgressiveResizing`, added to `fit`
+            unless you gave one); the model must take smaller images.
+            Changes results; see `keras_fastrain.parts.progressive_resizing`.
+        layer_freezing: `None` (default): every layer trains to the end.
+            `True` or a share in [0, 1) of the fit (`True`: 0.5): after it
+            the first layers stop training, stage by stage
+            (`keras_fastrain.callbacks.LayerFreezing`, added to `fit` unless
+            you gave one). Changes results; see
+            `keras_fastrain.parts.layer_freezing`. `selective_backprop`,
+            `progressive_resizing` and `layer_freezing` each swap the
+            training step: at most one of them.
         parts: List of your own `keras_fastrain.parts.Part`s, applied after
             the built-in ones in the order given. Defaults to `None`.
         verbose: `1` (default) prints each decision once, as
@@ -161,6 +176,8 @@ class FastModel(keras.Model):
         ema=None,
         label_smoothing=None,
         selective_backprop=None,
+        progressive_resizing=None,
+        layer_freezing=None,
         pruning=None,
         parts=None,
         verbose=1,
@@ -194,6 +211,8 @@ class FastModel(keras.Model):
             ema=ema,
             label_smoothing=label_smoothing,
             selective_backprop=selective_backprop,
+            progressive_resizing=progressive_resizing,
+            layer_freezing=layer_freezing,
             verbose=verbose,
         )
 
@@ -248,6 +267,8 @@ class FastModel(keras.Model):
         ema=_UNSET,
         label_smoothing=_UNSET,
         selective_backprop=_UNSET,
+        progressive_resizing=_UNSET,
+        layer_freezing=_UNSET,
         verbose=_UNSET,
     ):
         """Configures the model for training, as `keras.Model.compile`.
@@ -270,6 +291,8 @@ class FastModel(keras.Model):
             "ema": ema,
             "label_smoothing": label_smoothing,
             "selective_backprop": selective_backprop,
+            "progressive_resizing": progressive_resizing,
+            "layer_freezing": layer_freezing,
             "verbose": verbose,
         }
         self._set_options(**{k: v for k, v in given.items() if v is not _UNSET})

@@ -48,7 +48,7 @@ class FastSequential(FastModel, keras.Sequential):
         **kwargs: `FastModel`'s options (`distribute`, `augmentation`,
             `mixed_precision`, `jit_compile`, `steps_per_execution`,
             `input_pipeline`, `learning_rate`, `ema`, `label_smoothing`,
-            `selective_backprop`) and
+            `selective_backprop`, `progressive_resizing`, `layer_freezing`) and
             `keras.Sequential`'s keyword arguments (`trainable`, `name`).
 
     Example:

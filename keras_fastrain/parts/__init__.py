@@ -24,10 +24,14 @@ this order, then call Keras:
    crossentropy losses train on smoothed labels.
 9. `SelectiveBackpropPart` (`selective_backprop.py`): `selective_backprop=`,
    each step trains on its batch's highest-loss samples.
-10. `WorkersPart` (`workers.py`): each worker's share of the data, and the
+10. `ProgressiveResizingPart` (`progressive_resizing.py`):
+   `progressive_resizing=`, smaller images early in each fit.
+11. `LayerFreezingPart` (`layer_freezing.py`): `layer_freezing=`, the first
+   layers stop training late in each fit.
+12. `WorkersPart` (`workers.py`): each worker's share of the data, and the
    callbacks several workers need.
-11. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
-12. The user's own parts (`FastModel(parts=[...])`), in the order given.
+13. `InputPipelinePart` (`input_pipeline.py`): the input overlaps the step.
+14. The user's own parts (`FastModel(parts=[...])`), in the order given.
 
 Each part also works without FastModel: the functions and callbacks it
 applies are public (`keras_fastrain.callbacks`, `keras_fastrain.batching`,
@@ -37,11 +41,14 @@ applies are public (`keras_fastrain.callbacks`, `keras_fastrain.batching`,
 from keras_fastrain.parts.augmentation import AugmentationPart
 from keras_fastrain.parts.base import CompilePlan, Constraint, Part, RunPlan
 from keras_fastrain.parts.batch_size import BatchSizePart
+from keras_fastrain.parts.callback_part import CallbackPart
 from keras_fastrain.parts.compile_options import CompileOptionsPart
 from keras_fastrain.parts.engine import EnginePart
 from keras_fastrain.parts.input_pipeline import InputPipelinePart
 from keras_fastrain.parts.label_smoothing import LabelSmoothingPart
+from keras_fastrain.parts.layer_freezing import LayerFreezingPart
 from keras_fastrain.parts.learning_rate import LearningRatePart
+from keras_fastrain.parts.progressive_resizing import ProgressiveResizingPart
 from keras_fastrain.parts.pruning import PruningPart
 from keras_fastrain.parts.selective_backprop import SelectiveBackpropPart
 from keras_fastrain.parts.weight_average import WeightAveragePart
@@ -50,14 +57,17 @@ from keras_fastrain.parts.workers import WorkersPart
 __all__ = [
     "AugmentationPart",
     "BatchSizePart",
+    "CallbackPart",
     "CompileOptionsPart",
     "CompilePlan",
     "Constraint",
     "EnginePart",
     "InputPipelinePart",
     "LabelSmoothingPart",
+    "LayerFreezingPart",
     "LearningRatePart",
     "Part",
+    "ProgressiveResizingPart",
     "PruningPart",
     "RunPlan",
     "SelectiveBackpropPart",
@@ -79,6 +89,8 @@ def builtin_parts():
         WeightAveragePart(),
         LabelSmoothingPart(),
         SelectiveBackpropPart(),
+        ProgressiveResizingPart(),
+        LayerFreezingPart(),
         WorkersPart(),
         InputPipelinePart(),
     ]

@@ -11,9 +11,8 @@ those of the hardest samples.
 
 import typing
 
-from keras_fastrain import choices
 from keras_fastrain.callbacks.selective_backprop import SelectiveBackprop, per_sample_loss
-from keras_fastrain.parts.base import Part
+from keras_fastrain.parts.callback_part import CallbackPart
 from keras_fastrain.validation import check_float
 
 __all__ = ["SelectiveBackpropPart"]
@@ -21,47 +20,34 @@ __all__ = ["SelectiveBackpropPart"]
 DEFAULT_KEEP = 0.5
 
 
-class SelectiveBackpropPart(Part):
+class SelectiveBackpropPart(CallbackPart):
     """Trains each step on its batch's hardest samples when asked (`selective_backprop=`)."""
 
     name = "selective_backprop"
     options: typing.ClassVar[dict] = {"selective_backprop": None}
+    callback_class = SelectiveBackprop
 
     def check_option(self, name, value):
         if value is None or isinstance(value, bool):
             return
         check_float("selective_backprop", value, low=0.0, high=1.0, closed=(False, False))
 
-    def on_compile(self, plan):
-        keep = _keep(plan.options["selective_backprop"])
-        if keep is None:
-            return
+    def make_callback(self, option):
+        if option is None or option is False:
+            return None
+        return SelectiveBackprop(keep=DEFAULT_KEEP if option is True else float(option))
+
+    def check_compile(self, plan, callback):
         try:
             per_sample_loss(plan.compile_kwargs.get("loss"))
         except ValueError as error:
             raise ValueError(
-                f"Invalid value for argument `selective_backprop`: {keep!r}. {error}"
+                f"Invalid value for argument `selective_backprop`: {callback.keep!r}. {error}"
             ) from None
-        plan.decide(
-            choices.Choice(
-                "selective_backprop",
-                keep,
-                f"each step trains on the {keep:.0%} of its batch with the highest loss, "
-                "after a forward pass on the whole batch; training metrics are those of "
-                "the samples kept",
-                changes_results=True,
-            )
+
+    def describe(self, callback):
+        return callback.keep, (
+            f"each step trains on the {callback.keep:.0%} of its batch with the highest loss, "
+            "after a forward pass on the whole batch; training metrics are those of the "
+            "samples kept"
         )
-
-    def on_run(self, plan):
-        keep = _keep(plan.options["selective_backprop"])
-        if plan.method != "fit" or keep is None:
-            return
-        if not any(isinstance(c, SelectiveBackprop) for c in plan.callbacks):
-            plan.callbacks.append(SelectiveBackprop(keep=keep))
-
-
-def _keep(option):
-    if option is None or option is False:
-        return None
-    return DEFAULT_KEEP if option is True else float(option)

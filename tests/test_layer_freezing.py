@@ -1,0 +1,144 @@
+"""Layer freezing: the first layers stop training late in a fit."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_fastrain import FastModel
+from keras_fastrain.callbacks import LayerFreezing
+
+
+def _model(optimizer="sgd"):
+    """A seeded three-layer classifier for scikit-learn's 8x8 digits."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    return model
+
+
+def _layer_weights(model):
+    return [
+        [keras.ops.convert_to_numpy(v) for v in layer.weights]
+        for layer in model.layers
+        if layer.weights
+    ]
+
+
+def _same(a, b):
+    return all(np.allclose(x, y, rtol=1e-5, atol=1e-6) for x, y in zip(a, b, strict=True))
+
+
+class _EpochWeights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(_layer_weights(self.model))
+
+
+@pytest.mark.smoke
+def test_a_frozen_step_is_kerass_step_with_those_layers_frozen(digits):
+    (x, y), _ = digits
+    x, y = x[:256], y[:256]
+    freezing = _model(keras.optimizers.Adam(1e-2))
+    callback = LayerFreezing(freeze_start=0.0, stages=1)  # all but the last, from the start
+    freezing.fit(x, y, batch_size=32, epochs=2, shuffle=False, callbacks=[callback], verbose=0)
+    by_hand = _model(keras.optimizers.Adam(1e-2))
+    for layer in by_hand.layers[:-1]:
+        layer.trainable = False
+    by_hand.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    by_hand.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    assert callback.stages_run == [0, 2] and callback.frozen == 2
+    for a, b in zip(_layer_weights(freezing), _layer_weights(by_hand), strict=True):
+        for left, right in zip(a, b, strict=True):
+            np.testing.assert_allclose(left, right, rtol=1e-5, atol=1e-6)
+    # The first layers never moved; the fit ends with every layer trainable.
+    assert _same(_layer_weights(freezing)[0], _layer_weights(_model())[0])
+    assert all(layer.trainable for layer in freezing.layers)
+    assert len(freezing.trainable_weights) == 6 and "train_step" not in vars(freezing)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_layers_freeze_stage_by_stage_and_train_again_after_the_fit(digits, steps_per_execution):
+    if keras.backend.backend() == "torch" and steps_per_execution > 1:
+        pytest.skip("PyTorch's Keras trainer runs one step per call")
+    (x, y), _ = digits
+    x, y = x[:512], y[:512]  # 16 steps of 32 an epoch
+    model = _model()
+    model.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=steps_per_execution)
+    callback = LayerFreezing(freeze_start=0.5, stages=2)
+    seen = _EpochWeights()
+    model.fit(x, y, batch_size=32, epochs=4, callbacks=[callback, seen], verbose=0)
+    # Epoch 3 freezes the first layer, epoch 4 the second; the last trains on.
+    weights = seen.seen
+    assert callback.stages_run == [0, 1, 2]
+    assert not _same(weights[0][0], weights[1][0]) and _same(weights[1][0], weights[3][0])
+    assert not _same(weights[1][1], weights[2][1]) and _same(weights[2][1], weights[3][1])
+    assert not _same(weights[2][2], weights[3][2])
+    # Every layer trains in the next fit.
+    before = _layer_weights(model)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert not any(_same(a, b) for a, b in zip(before, _layer_weights(model), strict=True))
+
+
+def test_a_layer_the_user_froze_stays_frozen(digits):
+    (x, y), _ = digits
+    model = _model()
+    model.layers[2].trainable = False  # the second Dense
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.fit(x[:128], y[:128], epochs=2, callbacks=[LayerFreezing(freeze_start=0.0)], verbose=0)
+    assert [layer.trainable for layer in model.layers] == [True, True, False, True]
+
+
+def test_bad_arguments_and_models_are_refused_by_name(digits):
+    for name, value in [
+        ("freeze_start", 1.0),
+        ("freeze_start", -0.1),
+        ("freeze_level", 0.0),
+        ("freeze_level", float("nan")),
+        ("stages", 0),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=name):
+            LayerFreezing(**{name: value})
+    (x, y), _ = digits
+    keras.utils.set_random_seed(0)
+    single = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    single.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="LayerFreezing freezes"):
+        single.fit(x[:64], y[:64], epochs=1, callbacks=[LayerFreezing()], verbose=0)
+
+
+def test_fast_model_adds_the_callback(digits):
+    (x, y), _ = digits
+    x, y = x[:256], y[:256]
+    model = FastModel(_model(), layer_freezing=0.0, steps_per_execution=1, verbose=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    choice = model.choices["layer_freezing"]
+    assert choice.value == 0.0 and choice.changes_results
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    by_hand = _model()
+    by_hand.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=1,
+        shuffle=False,
+        callbacks=[LayerFreezing(freeze_start=0.0)],
+        verbose=0,
+    )
+    assert _same(model.get_weights(), by_hand.get_weights())
+    for value in (1.0, -0.5, "late"):
+        with pytest.raises((ValueError, TypeError), match="layer_freezing"):
+            FastModel(_model(), layer_freezing=value)
+    two = FastModel(_model(), layer_freezing=True, selective_backprop=0.5)
+    with pytest.raises(ValueError, match="layer_freezing"):
+        two.compile("sgd", "sparse_categorical_crossentropy")
