@@ -142,3 +142,59 @@ def test_fast_model_adds_the_callback(digits):
     two = FastModel(_model(), layer_freezing=True, selective_backprop=0.5)
     with pytest.raises(ValueError, match="layer_freezing"):
         two.compile("sgd", "sparse_categorical_crossentropy")
+
+
+def test_ema_is_refused_and_a_wrapped_model_with_augmentation_freezes_its_layers(digits):
+    (x, y), _ = digits
+    x, y = x[:128], y[:128]
+    with_ema = _model(keras.optimizers.Adam(use_ema=True))
+    with pytest.raises(ValueError, match="use_ema"):
+        with_ema.fit(x, y, epochs=1, callbacks=[LayerFreezing()], verbose=0)
+    assert all(layer.trainable for layer in with_ema.layers)
+    with pytest.raises(ValueError, match="layer_freezing"):
+        FastModel(_model(), ema=True, layer_freezing=True).compile(
+            "adam", "sparse_categorical_crossentropy"
+        )
+    # FastModel(model, augmentation=...) holds the model next to its
+    # augmentation: the layers frozen are the model's.
+    images = x[..., None]
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model = FastModel(inner, augmentation={"rotation_range": 5}, layer_freezing=0.0, verbose=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    callback = LayerFreezing(freeze_start=0.0, stages=1)
+    model.fit(images, y, batch_size=32, epochs=1, callbacks=[callback], verbose=0)
+    assert callback.stages_run == [0, 1]
+
+
+def test_a_fit_that_fails_leaves_no_layer_frozen_for_the_next(digits):
+    (x, y), _ = digits
+    x, y = x[:128], y[:128]
+
+    class Fails(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("stopped from outside the step")
+
+    model = FastModel(_model(), steps_per_execution=1, verbose=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    freezing = LayerFreezing(freeze_start=0.0, stages=1)
+    with pytest.raises(RuntimeError, match="from outside"):
+        model.fit(x, y, batch_size=32, epochs=1, callbacks=[freezing, Fails()], verbose=0)
+    assert len(model.trainable_weights) == 2  # left frozen by the failed fit
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # FastModel puts them back first
+    assert len(model.trainable_weights) == 6
+    # A plain model: the next fit with LayerFreezing puts them back first.
+    plain = _model()
+    with pytest.raises(RuntimeError, match="from outside"):
+        plain.fit(x, y, batch_size=32, epochs=1, callbacks=[freezing, Fails()], verbose=0)
+    assert len(plain.trainable_weights) == 2
+    again = LayerFreezing(freeze_start=0.9)
+    plain.fit(x, y, batch_size=32, epochs=1, callbacks=[again], verbose=0)
+    assert again.stages_run == [0] and len(plain.trainable_weights) == 6

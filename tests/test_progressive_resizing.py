@@ -7,6 +7,7 @@ import pytest
 from keras_fastrain import FastModel
 from keras_fastrain.callbacks import ProgressiveResizing, SelectiveBackprop
 from keras_fastrain.callbacks.progressive_resizing import resized_side
+from keras_fastrain.callbacks.step_variants import FitProgress
 
 
 def _pooled_model():
@@ -137,14 +138,74 @@ def test_bad_arguments_are_refused_by_name():
             ProgressiveResizing(**{name: value})
     with pytest.raises(ValueError, match="finetune_fraction"):
         ProgressiveResizing(delay_fraction=0.7, finetune_fraction=0.5)
+    ProgressiveResizing(delay_fraction=0.8, finetune_fraction=0.2)  # adds up to 1 exactly
+    if keras.backend.backend() != "tensorflow":  # keras.ops.image.resize has "area" there only
+        with pytest.raises(ValueError, match="interpolation"):
+            ProgressiveResizing(interpolation="area")
 
 
-def test_two_callbacks_that_swap_the_step_are_refused_during_the_fit(digits):
+def test_two_callbacks_that_swap_the_step_are_refused_when_the_fit_starts(digits):
     x, y = _images(digits, 128)
     model = _pooled_model()
+    before = _weights(model)
     both = [ProgressiveResizing(), SelectiveBackprop()]
-    with pytest.raises(ValueError, match="cannot share"):
+    with pytest.raises(ValueError, match="SelectiveBackprop and ProgressiveResizing both swap"):
         model.fit(x, y, batch_size=32, epochs=2, callbacks=both, verbose=0)
+    for a, b in zip(before, _weights(model), strict=True):  # before any step
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_fit_that_fails_leaves_nothing_for_the_next_fit(digits):
+    x, y = _images(digits, 128)
+
+    class Fails(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("stopped from outside the step")
+
+    model = _pooled_model()
+    resizing = ProgressiveResizing(delay_fraction=0.9, finetune_fraction=0.0)
+    with pytest.raises(RuntimeError, match="from outside"):
+        model.fit(x, y, batch_size=32, epochs=1, callbacks=[resizing, Fails()], verbose=0)
+    assert "train_step" in vars(model)  # the resizing step, left by the failed fit
+    # The next fit with a step-swapping callback puts it back first: this
+    # fit trains at full size from start to end, as Keras's own step does.
+    model.set_weights(_pooled_model().get_weights())
+    whole = ProgressiveResizing(initial_scale=1.0)
+    model.fit(x, y, batch_size=64, epochs=1, shuffle=False, callbacks=[whole], verbose=0)
+    plain = _pooled_model()
+    plain.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    _assert_same(model, plain)
+    assert "train_step" not in vars(model)
+
+
+def test_a_fast_model_fit_puts_back_what_a_failed_fit_left(digits):
+    x, y = _images(digits, 128)
+
+    class Fails(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("stopped from outside the step")
+
+    model = FastModel(_pooled_model(), steps_per_execution=1, verbose=0)
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    resizing = ProgressiveResizing(delay_fraction=0.9, finetune_fraction=0.0)
+    with pytest.raises(RuntimeError, match="from outside"):
+        model.fit(x, y, batch_size=32, epochs=1, callbacks=[resizing, Fails()], verbose=0)
+    model.set_weights(_pooled_model().get_weights())
+    model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    plain = _pooled_model()
+    plain.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    _assert_same(model, plain)
+
+
+def test_progress_with_data_of_unknown_length_counts_the_first_epochs_steps():
+    progress = FitProgress()
+    progress.epoch_begin({"epochs": 4, "steps": None}, 0)
+    assert [progress.at(batch) for batch in (0, 7)] == [0.0, 0.0]  # steps not known yet
+    progress.epoch_begin({"epochs": 4, "steps": None}, 1)
+    assert progress.at(4) == pytest.approx((1 + 4 / 8) / 4)  # 8 steps, from the first epoch
+    known = FitProgress()
+    known.epoch_begin({"epochs": 2, "steps": 10}, 1)
+    assert known.at(5) == pytest.approx(0.75)
 
 
 def test_fast_model_adds_the_callback_and_refuses_a_second_step_swap(digits):

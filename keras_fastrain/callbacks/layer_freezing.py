@@ -14,10 +14,14 @@ A layer here is one of the model's top-level layers that has trainable
 weights (a nested model counts as one; the layers of a model FastModel
 wraps are the wrapped model's), in the model's order; the last one
 always keeps training. Each stage compiles the step once with the layers
-then frozen (`stages` bounds how many). The fit ends with every layer as
-trainable as it began, so a later fit trains them all again. A frozen
+then frozen (`stages` bounds how many). The fit ends with every layer and
+variable as trainable as it began, so a later fit trains them all again
+(a fit that fails is put back at the next fit's start). A frozen
 `BatchNormalization` layer runs in inference mode, as Keras's `trainable =
-False` makes it.
+False` makes it. An optimizer with `use_ema` is refused: Keras writes the
+average only into the weights still training when the fit ends. The
+stages are shares of the `epochs` given to `fit`: a fit stopped early (at
+a target) ends before its later stages.
 """
 
 import math
@@ -26,7 +30,12 @@ import warnings
 import keras
 
 from keras_fastrain import _keras_internals
-from keras_fastrain.callbacks.step_variants import StepVariants, fit_progress, innermost_model
+from keras_fastrain.callbacks.step_variants import (
+    FitProgress,
+    StepVariants,
+    innermost_model,
+    is_jax_nnx,
+)
 from keras_fastrain.validation import check_float, check_int
 
 __all__ = ["LayerFreezing"]
@@ -65,9 +74,9 @@ class LayerFreezing(keras.callbacks.Callback):
         self.stages = check_int("stages", stages, minimum=1)
         self.frozen = 0
         self.stages_run = []
-        self._layers, self._settings = [], []
+        self._layers, self._settings, self._variable_settings = [], [], []
         self._variants = self._step = None
-        self._epoch = 0
+        self._progress = FitProgress()
 
     def frozen_at(self, progress, freezable):
         """How many of `freezable` layers are frozen at `progress`, the
@@ -76,45 +85,72 @@ class LayerFreezing(keras.callbacks.Callback):
             return 0
         ramp = (progress - self.freeze_start) / (1.0 - self.freeze_start)
         stage = min(self.stages, math.floor(ramp * self.stages) + 1)
-        return math.floor(self.freeze_level * freezable * stage / self.stages)
+        # Rounded up, so that the first stage freezes a layer from
+        # `freeze_start` on; never past `freeze_level`'s share.
+        share = self.freeze_level * freezable
+        return min(math.floor(share + 1e-9), math.ceil(share * stage / self.stages - 1e-9))
 
     def on_train_begin(self, logs=None):
-        inner = innermost_model(self.model)  # the layers of a model FastModel wraps
+        model = self.model
+        if is_jax_nnx():
+            raise ValueError(
+                "LayerFreezing replaces the model's train_step on JAX, which Keras's JAX "
+                "trainer does not look up with NNX enabled: disable NNX, or remove "
+                "LayerFreezing."
+            )
+        if getattr(model.optimizer, "use_ema", False):
+            raise ValueError(
+                "LayerFreezing cannot train with an optimizer that keeps a moving average of "
+                "the weights (use_ema, FastModel's ema=): Keras puts the average into the "
+                "weights still training when the fit ends, and frozen layers are not. Remove "
+                "one of the two."
+            )
+        # First: a fit that did not end may have left layers frozen.
+        self._variants = StepVariants(model, self, on_close=self._restore)
+        if not model.optimizer.built:  # for every variable, not the first stage's
+            model.optimizer.build(model.trainable_variables)
+        inner = innermost_model(model)  # the layers of a model FastModel wraps
         layers = [layer for layer in inner.layers if layer.trainable_weights]
         if len(layers) < 2:
+            self._variants.close()
+            self._variants = None
             raise ValueError(
                 f"LayerFreezing freezes a model's first layers and keeps the last one "
-                f"training, and model {self.model.name!r} has {len(layers)} layer(s) with "
+                f"training, and model {model.name!r} has {len(layers)} layer(s) with "
                 "trainable weights: remove LayerFreezing for this model."
             )
         self._layers = layers[:-1]
-        # Each layer's own setting, nested models' layers included (setting
-        # a model's `trainable` sets all of its layers').
+        # Every setting `trainable = False` on a layer changes: its own, its
+        # inner layers' and each of its variables'.
         self._settings = [(layer, layer.trainable) for top in self._layers for layer in _walk(top)]
+        self._variable_settings = [(v, v.trainable) for top in self._layers for v in top.weights]
         self.frozen, self.stages_run = 0, [0]
-        self._variants = StepVariants(self.model, self)
+        self._progress = FitProgress()
         self._step = None
         if keras.backend.backend() == "jax":
-            self._step = _jax_frozen_step(self.model, self.model.train_step)
+            self._step = _jax_frozen_step(model, model.train_step)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._progress.epoch_begin(self.params, epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
-        progress = fit_progress(self.params, self._epoch, batch)
-        frozen = self.frozen_at(progress, len(self._layers))
+        frozen = self.frozen_at(self._progress.at(batch), len(self._layers))
         if frozen > self.frozen:
             self._freeze(frozen)
         self._variants.use(None if frozen == 0 else frozen, self._step)
 
     def on_train_end(self, logs=None):
-        if self._variants is None:
-            return
-        _keras_internals.sync_jax_state(self.model)
+        if self._variants is not None:
+            self._variants.close()  # and `_restore`
+        self._variants = self._step = None
+
+    def _restore(self):
+        """Every layer and variable as trainable as before the fit."""
+        _keras_internals.sync_jax_state(self.model)  # by position, as frozen
         for layer, trainable in self._settings:  # parents first, then their layers
             layer.trainable = trainable
-        self._variants.close()
-        self._variants = self._step = None
+        for variable, trainable in self._variable_settings:
+            variable.trainable = trainable
 
     def _freeze(self, count):
         # Keras's JAX trainer holds the values of the variables it trains by

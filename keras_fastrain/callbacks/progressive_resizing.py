@@ -22,8 +22,8 @@ import keras
 from keras import ops
 
 from keras_fastrain.callbacks.step_variants import (
+    FitProgress,
     StepVariants,
-    fit_progress,
     innermost_model,
     is_jax_nnx,
 )
@@ -32,6 +32,8 @@ from keras_fastrain.validation import check_choice, check_float, check_int
 __all__ = ["ProgressiveResizing", "resized_side"]
 
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5")
+# What `keras.ops.image.resize` lacks on some backends (Keras 3.15.1).
+MISSING = {"jax": ("area",), "torch": ("area", "lanczos3", "lanczos5")}
 
 
 class ProgressiveResizing(keras.callbacks.Callback):
@@ -44,13 +46,14 @@ class ProgressiveResizing(keras.callbacks.Callback):
             trained at `initial_scale`. Defaults to 0.5.
         finetune_fraction: Float in [0, 1 - delay_fraction]. The share at
             the end trained at full size. Defaults to 0.2. In between the
-            scale grows linearly.
+            scale grows linearly. The shares are of the `epochs` given to
+            `fit`: a fit stopped early (at a target) ends before them.
         size_increment: Integer >= 1. Sides are rounded down to multiples of
             it (and are at least it), so that few sizes are compiled.
             Defaults to 4.
         interpolation: One of `"bilinear"`, `"nearest"`, `"bicubic"`,
-            `"area"`, `"lanczos3"`, `"lanczos5"`
-            (`keras.ops.image.resize`'s). Defaults to `"bilinear"`.
+            `"area"` (TensorFlow only), `"lanczos3"`, `"lanczos5"` (not on
+            torch): `keras.ops.image.resize`'s. Defaults to `"bilinear"`.
         image_size: `None` or a pair of integers `(height, width)`: the
             full size of the images. `None`: read from the model's input
             (give it for a subclassed model, which has none). Defaults to
@@ -90,14 +93,24 @@ class ProgressiveResizing(keras.callbacks.Callback):
             "delay_fraction", delay_fraction, low=0.0, high=1.0, closed=(True, False)
         )
         self.finetune_fraction = check_float(
-            "finetune_fraction",
-            finetune_fraction,
-            low=0.0,
-            high=1.0 - self.delay_fraction,
-            closed=(True, True),
+            "finetune_fraction", finetune_fraction, low=0.0, high=1.0, closed=(True, True)
         )
+        if self.delay_fraction + self.finetune_fraction > 1.0 + 1e-9:
+            raise ValueError(
+                "Invalid value for argument `finetune_fraction`. Received: "
+                f"finetune_fraction={finetune_fraction!r} with "
+                f"delay_fraction={delay_fraction!r}. Expected the two to add up to at most 1."
+            )
         self.size_increment = check_int("size_increment", size_increment, minimum=1)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
+        backend = keras.backend.backend()
+        if self.interpolation in MISSING.get(backend, ()):
+            raise ValueError(
+                "Invalid value for argument `interpolation`. Received: "
+                f"interpolation={interpolation!r}, which keras.ops.image.resize lacks on the "
+                f"{backend} backend. Expected one of "
+                f"{[i for i in INTERPOLATIONS if i not in MISSING[backend]]}."
+            )
         self.image_size = None if image_size is None else _check_size(image_size)
         self.data_format = check_choice(
             "data_format", data_format, (None, "channels_last", "channels_first")
@@ -106,7 +119,7 @@ class ProgressiveResizing(keras.callbacks.Callback):
         self.compiled = 0
         self._variants = self._keras_step = None
         self._full = None
-        self._epoch = 0
+        self._progress = FitProgress()
 
     def scale_at(self, progress):
         """The images' scale at `progress`, the share of the fit done."""
@@ -134,14 +147,15 @@ class ProgressiveResizing(keras.callbacks.Callback):
         self._full, channels = self._image_shape(data_format)
         self._check_model(self.size_at(0.0), channels, data_format)
         self.sizes = {}
-        self._keras_step = self.model.train_step
+        self._progress = FitProgress()
         self._variants = StepVariants(self.model, self)
+        self._keras_step = self.model.train_step  # after a stale variant is put back
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._progress.epoch_begin(self.params, epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
-        size = self.size_at(fit_progress(self.params, self._epoch, batch))
+        size = self.size_at(self._progress.at(batch))
         self.sizes[size] = self.sizes.get(size, 0) + 1
         if size == self._full:
             self._variants.use(None)

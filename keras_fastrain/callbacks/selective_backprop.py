@@ -23,7 +23,7 @@ import math
 import keras
 from keras import ops
 
-from keras_fastrain.callbacks.step_variants import StepVariants, fit_progress, is_jax_nnx
+from keras_fastrain.callbacks.step_variants import FitProgress, StepVariants, is_jax_nnx
 from keras_fastrain.validation import check_float, check_int
 
 __all__ = ["SelectiveBackprop", "per_sample_loss"]
@@ -60,7 +60,7 @@ class SelectiveBackprop(keras.callbacks.Callback):
         self.end = check_float("end", end, low=self.start, high=1.0, closed=(False, True))
         self.interval = check_int("interval", interval, minimum=1)
         self._variants = self._step = None
-        self._epoch, self._calls = 0, 0
+        self._progress, self._calls = FitProgress(), 0
         self.selected_calls = 0
 
     def on_train_begin(self, logs=None):
@@ -73,14 +73,15 @@ class SelectiveBackprop(keras.callbacks.Callback):
             )
         loss = per_sample_loss(model.loss)  # refuses a loss it cannot split
         self._calls = self.selected_calls = 0
+        self._progress = FitProgress()
         self._variants = StepVariants(model, self)
         self._step = _selecting_step(model, model.train_step, self.keep, loss)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
+        self._progress.epoch_begin(self.params, epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
-        progress = fit_progress(self.params, self._epoch, batch)
+        progress = self._progress.at(batch)
         selecting = self.start <= progress < self.end and self._calls % self.interval == 0
         self._calls += 1
         self.selected_calls += int(selecting)

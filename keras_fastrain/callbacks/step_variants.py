@@ -5,20 +5,33 @@ the hardest share of each batch (`SelectiveBackprop`), on smaller images
 (`ProgressiveResizing`), with the first layers frozen (`LayerFreezing`).
 Each variant is compiled once, next to Keras's own train function, the
 first time it is used, and the callback picks before each compiled call
-which one runs. Keras's `train_step` is looked up when a step is traced
-(and by PyTorch's eager step at every call), so the model's `train_step` is
-swapped with the function. Keras calls no callback when a call fails, so a
-failing variant puts Keras's function back itself, and a later fit does not
-reuse it.
+which one runs. Keras binds the model's `train_step` when it makes a train
+function (PyTorch's eager step looks it up at every call), so the model's
+`train_step` is swapped with the function.
 
-Only one such callback works on a model at a time: two would each take the
-other's variant for Keras's own step. The second one to swap a step finds
-the function it left replaced, and says so.
+Keras calls no callback when a fit fails, so what a variant changed could
+outlive the fit: a failing variant call puts Keras's function back itself,
+and the next fit's `StepVariants` puts back whatever an interrupted one
+left (its function, its step, and the owner's own changes, such as frozen
+layers), as does `FastModel.fit` (`close_left_open`) before anything else.
+Only one such callback works on a model in a fit: a second one is
+refused when the fit starts.
 """
 
 import keras
 
-__all__ = ["StepVariants", "fit_progress", "innermost_model", "is_jax_nnx"]
+from keras_fastrain import _keras_internals
+
+__all__ = [
+    "FitProgress",
+    "StepVariants",
+    "close_left_open",
+    "innermost_model",
+    "is_jax_nnx",
+]
+
+# The model attribute holding the `StepVariants` a fit has open.
+_OPEN = "_fastrain_open_step_variants"
 
 
 class StepVariants:
@@ -26,8 +39,14 @@ class StepVariants:
 
     Args:
         model: The model being fit.
-        owner: The callback that swaps the variants in (named in the error
-            when another one swaps the model's step too).
+        owner: The callback that swaps the variants in (in `on_train_begin`).
+        on_close: A function of no arguments, or `None`: what else the owner
+            puts back when the variants close (at the end of the fit, after
+            a failed variant call, or at the next fit after an interrupted
+            one).
+
+    Raises:
+        ValueError: when another callback of the same fit swaps the step.
 
     Example:
 
@@ -39,13 +58,24 @@ class StepVariants:
     ```
     """
 
-    def __init__(self, model, owner):
-        self.model, self.owner = model, owner
+    def __init__(self, model, owner, on_close=None):
+        open_ = getattr(model, _OPEN, None)
+        if open_ is not None:
+            if open_.owner is not owner and getattr(open_.owner, "params", None) is getattr(
+                owner, "params", ()
+            ):  # callbacks of one fit share its params
+                raise ValueError(
+                    f"{type(owner).__name__} and {type(open_.owner).__name__} both swap the "
+                    "model's compiled training step during fit, and cannot share it: use one "
+                    "of them per fit."
+                )
+            open_.close()  # left open by a fit that did not end
+        self.model, self.owner, self._on_close = model, owner, on_close
         self._own_step = vars(model).get("train_step")  # a step the user set, kept
         self._keras_function = model.train_function
         self._variants = {}  # key -> (step, compiled function)
-        self._last = None  # the function this object last set
         self.key = None
+        setattr(model, _OPEN, self)
 
     @property
     def compiled(self):
@@ -61,37 +91,37 @@ class StepVariants:
                 signature), compiled the first time `key` is used; `None`:
                 Keras's own step, compiled again with the model as it is
                 then (its trainable layers, say).
-
-        Raises:
-            ValueError: when something else replaced the function this
-                object set last (another callback that swaps steps).
         """
-        current = self.model.train_function
-        if self._last is None:  # the function as the fit's callbacks left it
-            self._keras_function = current
-        elif current is not self._last:
-            other = getattr(current, "owner", None) or getattr(self._keras_function, "owner", None)
-            raise ValueError(
-                f"{type(self.owner).__name__} swaps the model's compiled training step "
-                f"between calls, and {_name(other)} replaced it too: the two cannot share "
-                "the step. Use one of them per fit."
-            )
         if key is not None and key not in self._variants:
             self._variants[key] = (step, self._compile(step))
         self.key = key
         step, function = self._variants.get(key, (None, self._keras_function))
-        self.model.train_function = self._last = function
+        self.model.train_function = function
         self._set_step(step)
 
     def close(self):
-        """Keras's own function and step again, for later fits."""
-        self.model.train_function = self._keras_function
+        """Keras's own function and step again, for later fits (unless
+        something else has replaced the function since), and the owner's
+        `on_close`."""
+        model = self.model
+        if getattr(model, _OPEN, None) is not self:
+            return
+        delattr(model, _OPEN)
+        ours = [function for _, function in self._variants.values()]
+        if model.train_function is self._keras_function or any(
+            model.train_function is f for f in ours
+        ):
+            model.train_function = self._keras_function
         self._set_step(None)
         self._variants.clear()
-        self._last = None
+        if self._on_close is not None:
+            self._on_close()
 
     def _compile(self, step):
         model = self.model
+        # Keras's JAX trainer reads the variables' values (their sharding)
+        # when it makes a function, and holds them itself mid-epoch.
+        _keras_internals.sync_jax_state(model)
         self._set_step(step)
         try:
             model.make_train_function(force=True)
@@ -102,11 +132,13 @@ class StepVariants:
         def guarded(*args):
             try:
                 return compiled(*args)
-            except BaseException:
-                self.close()
+            except StopIteration:  # the end of data of unknown length
+                raise
+            except BaseException as error:
+                if type(error).__name__ != "OutOfRangeError":  # TensorFlow's end of data
+                    self.close()
                 raise
 
-        guarded.owner = self.owner
         return guarded
 
     def _set_step(self, step):
@@ -119,30 +151,63 @@ class StepVariants:
             del model.train_step  # Keras's own step again
 
 
-def _name(owner):
-    return "something else" if owner is None else type(owner).__name__
+def close_left_open(model):
+    """Puts back what a fit that did not end left of its step variants:
+    Keras's train function and step, and the owner's changes (frozen
+    layers). Does nothing when none is open.
+
+    Args:
+        model: A `keras.Model`.
+    """
+    open_ = getattr(model, _OPEN, None)
+    if open_ is not None:
+        open_.close()
 
 
-def fit_progress(params, epoch, batch):
-    """The share of a fit done before step `batch` of `epoch` (0-based),
-    from a callback's `params` (`epochs`, `steps`)."""
-    epochs = max(1, int(params.get("epochs") or 1))
-    steps = params.get("steps") or 0
-    within = batch / steps if steps else 0.0
-    return (epoch + within) / epochs
+class FitProgress:
+    """The share of a fit done before each step, from a callback's `params`.
+
+    With data of unknown length (`params["steps"]` is `None`), the steps of
+    the first epoch are counted and used for the later ones; the first epoch
+    counts as progress `epoch / epochs`.
+
+    Example:
+
+    ```python
+    progress = FitProgress()
+    progress.epoch_begin(self.params, epoch)  # in on_epoch_begin
+    share = progress.at(batch)  # in on_train_batch_begin
+    ```
+    """
+
+    def __init__(self):
+        self.epoch, self.epochs, self.steps, self._seen = 0, 1, None, 0
+
+    def epoch_begin(self, params, epoch):
+        self.epochs = max(1, int(params.get("epochs") or 1))
+        self.steps = params.get("steps") or self.steps or (self._seen or None)
+        self.epoch, self._seen = epoch, 0
+
+    def at(self, batch):
+        self._seen = max(self._seen, batch + 1)
+        within = min(batch / self.steps, 1.0) if self.steps else 0.0
+        return (self.epoch + within) / self.epochs
+
+
+def innermost_model(model):
+    """The model a model wraps (`FastModel(keras_model)` does, next to
+    weightless layers such as its augmentation), all the way down; `model`
+    itself when it wraps none."""
+    while True:
+        layers = getattr(model, "layers", None) or []
+        models = [layer for layer in layers if isinstance(layer, keras.Model)]
+        others = [layer for layer in layers if not isinstance(layer, keras.Model)]
+        if len(models) != 1 or any(layer.trainable_weights for layer in others):
+            return model
+        model = models[0]
 
 
 def is_jax_nnx():
     """Whether Keras's JAX trainer runs with NNX, which does not look up a
     model's own `train_step`."""
     return keras.backend.backend() == "jax" and keras.config.is_nnx_enabled()
-
-
-def innermost_model(model):
-    """The model a model wraps as its only layer (`FastModel(keras_model)`
-    does), all the way down; `model` itself when it wraps none."""
-    layers = getattr(model, "layers", None) or []
-    while len(layers) == 1 and isinstance(layers[0], keras.Model):
-        model = layers[0]
-        layers = getattr(model, "layers", None) or []
-    return model

@@ -15,6 +15,7 @@ import keras
 
 from keras_fastrain import _keras_internals, setup_time
 from keras_fastrain.augmentation import as_augmentation_layer
+from keras_fastrain.callbacks.step_variants import close_left_open
 from keras_fastrain.log import tell
 from keras_fastrain.parts import CompilePlan, Part, RunPlan, builtin_parts
 from keras_fastrain.parts.augmentation import augmenting
@@ -365,6 +366,7 @@ class FastModel(keras.Model):
         plan = RunPlan(self, self._parts, method, x, y, batch_size, kwargs, verbose)
         if method == "fit":  # the parts' measurements from here on count in the fit's time
             setup_time.clear(self)
+            close_left_open(self)  # a step variant a failed fit left behind
         with plan.stack:
             for part in self._parts:
                 part.on_run(plan)

@@ -33,6 +33,15 @@ class LayerFreezingPart(CallbackPart):
             return None
         return LayerFreezing() if option is True else LayerFreezing(freeze_start=float(option))
 
+    def check_compile(self, plan, callback):
+        if plan.options.get("ema") not in (None, False):
+            raise ValueError(
+                f"Invalid value for argument `layer_freezing`: {plan.options['layer_freezing']!r}. "
+                "Keras writes the moving average of ema= only into the weights still training "
+                "when the fit ends, and frozen layers are not. Expected one of the two (set "
+                "ema=None)."
+            )
+
     def describe(self, callback):
         return callback.freeze_start, (
             f"after {callback.freeze_start:.0%} of each fit the first layers stop training, "
