@@ -33,6 +33,7 @@ __all__ = [
     "prime_saving_caches",
     "saving_cache_missing",
     "sync_jax_state",
+    "renew_jax_state",
     "set_running_fit_steps",
     "compile_arguments",
     "set_loss_mask",
@@ -242,6 +243,28 @@ def sync_jax_state(model):
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
+
+
+def renew_jax_state(model):
+    """Rebuilds the state Keras's JAX trainer holds during a `fit` after the
+    list of trainable variables changed (layers frozen), in the new order.
+
+    The trainer keeps the last step's values in `model._jax_state` (lists
+    matched to `model.trainable_variables` etc. by position; an undocumented
+    attribute, checked on Keras 3.15.1). After `sync_jax_state` the next step
+    reads the variables again, in the new order, but if that step fails, the
+    trainer's closing sync would write the old lists into the new order. The
+    state is rebuilt from the variables just synced. Elsewhere it does
+    nothing.
+    """
+    if not getattr(model, "_jax_state", None):
+        return
+    model._jax_state = {
+        "trainable_variables": [v.value for v in model.trainable_variables],
+        "non_trainable_variables": [v.value for v in model.non_trainable_variables],
+        "optimizer_variables": [v.value for v in model.optimizer.variables],
+        "metrics_variables": [v.value for v in model.metrics_variables],
+    }
 
 
 def declare_training_argument(function, signature):

@@ -94,9 +94,11 @@ def test_a_layer_the_user_froze_stays_frozen(digits):
     (x, y), _ = digits
     model = _model()
     model.layers[2].trainable = False  # the second Dense
+    model.layers[1].bias.trainable = False  # and the first one's bias
     model.compile("sgd", "sparse_categorical_crossentropy")
     model.fit(x[:128], y[:128], epochs=2, callbacks=[LayerFreezing(freeze_start=0.0)], verbose=0)
     assert [layer.trainable for layer in model.layers] == [True, True, False, True]
+    assert model.layers[1].kernel.trainable and not model.layers[1].bias.trainable
 
 
 def test_bad_arguments_and_models_are_refused_by_name(digits):
@@ -187,8 +189,8 @@ def test_a_fit_that_fails_leaves_no_layer_frozen_for_the_next(digits):
     freezing = LayerFreezing(freeze_start=0.0, stages=1)
     with pytest.raises(RuntimeError, match="from outside"):
         model.fit(x, y, batch_size=32, epochs=1, callbacks=[freezing, Fails()], verbose=0)
-    assert len(model.trainable_weights) == 2  # left frozen by the failed fit
-    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # FastModel puts them back first
+    assert len(model.trainable_weights) == 6  # FastModel put them back as the fit failed
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert len(model.trainable_weights) == 6
     # A plain model: the next fit with LayerFreezing puts them back first.
     plain = _model()
@@ -198,3 +200,75 @@ def test_a_fit_that_fails_leaves_no_layer_frozen_for_the_next(digits):
     again = LayerFreezing(freeze_start=0.9)
     plain.fit(x, y, batch_size=32, epochs=1, callbacks=[again], verbose=0)
     assert again.stages_run == [0] and len(plain.trainable_weights) == 6
+
+
+class _Tripwire(keras.layers.Layer):
+    """Passes its input through; fails a step traced while armed."""
+
+    armed = False
+
+    def call(self, inputs):
+        if _Tripwire.armed:
+            raise RuntimeError("a step traced while armed")
+        return inputs
+
+
+def test_a_failing_frozen_step_puts_the_layers_and_their_values_back(digits):
+    (x, y), _ = digits
+    x, y = x[:128], y[:128]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8)),
+            keras.layers.Flatten(),
+            _Tripwire(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    after_first_epoch = []
+
+    def arm(epoch, logs):
+        after_first_epoch.extend(model.get_weights())
+        _Tripwire.armed = True  # the frozen step of epoch 2 is traced anew, and fails
+
+    try:
+        with pytest.raises(RuntimeError, match="traced while armed"):
+            model.fit(
+                x,
+                y,
+                batch_size=32,
+                epochs=2,
+                callbacks=[
+                    LayerFreezing(freeze_start=0.5, stages=1),
+                    keras.callbacks.LambdaCallback(on_epoch_end=arm),
+                ],
+                verbose=0,
+            )
+    finally:
+        _Tripwire.armed = False
+    assert len(model.trainable_weights) == 6 and "train_step" not in vars(model)
+    for now, then in zip(model.get_weights(), after_first_epoch, strict=True):
+        np.testing.assert_array_equal(now, then)  # the values, each in its place
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # and it trains on
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_a_model_without_input_is_frozen_once_its_first_step_built_it(digits):
+    (x, y), _ = digits
+    x, y = x[:128], y[:128]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    callback = LayerFreezing(freeze_start=0.0, stages=1)
+    model.fit(x, y, batch_size=32, epochs=2, callbacks=[callback], verbose=0)
+    assert callback.stages_run == [0, 1] and len(model.trainable_weights) == 4
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # the optimizer knows every variable

@@ -117,6 +117,21 @@ def test_a_model_that_cannot_take_smaller_images_is_refused_before_training(digi
     subclassed.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(ValueError, match="image_size"):
         subclassed.fit(x, y, epochs=1, callbacks=[ProgressiveResizing()], verbose=0)
+    # The size is the outermost declared input's, not a wrapped model's.
+    keras.utils.set_random_seed(0)
+    any_size = keras.Sequential(
+        [
+            keras.Input((None, None, 1)),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10),
+        ]
+    )
+    outer = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Rescaling(1.0), any_size])
+    outer.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    declared = ProgressiveResizing(size_increment=2)
+    outer.fit(x, y, batch_size=32, epochs=5, callbacks=[declared], verbose=0)
+    assert set(declared.sizes) == {(4, 4), (6, 6), (8, 8)}
     sized = ProgressiveResizing(image_size=(8, 8), size_increment=2)
     subclassed.fit(x, y, batch_size=32, epochs=5, callbacks=[sized], verbose=0)
     assert set(sized.sizes) == {(4, 4), (6, 6), (8, 8)}

@@ -74,7 +74,7 @@ class LayerFreezing(keras.callbacks.Callback):
         self.stages = check_int("stages", stages, minimum=1)
         self.frozen = 0
         self.stages_run = []
-        self._layers, self._settings, self._variable_settings = [], [], []
+        self._layers, self._saved = None, {"layers": [], "variables": []}
         self._variants = self._step = None
         self._progress = FitProgress()
 
@@ -98,17 +98,47 @@ class LayerFreezing(keras.callbacks.Callback):
                 "trainer does not look up with NNX enabled: disable NNX, or remove "
                 "LayerFreezing."
             )
-        if getattr(model.optimizer, "use_ema", False):
+        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+        if getattr(optimizer, "use_ema", False):  # a loss-scaling optimizer's inner one too
             raise ValueError(
                 "LayerFreezing cannot train with an optimizer that keeps a moving average of "
                 "the weights (use_ema, FastModel's ema=): Keras puts the average into the "
                 "weights still training when the fit ends, and frozen layers are not. Remove "
                 "one of the two."
             )
+        # This fit's settings to put back, whatever this callback does later.
+        saved = {"layers": [], "variables": []}
         # First: a fit that did not end may have left layers frozen.
-        self._variants = StepVariants(model, self, on_close=self._restore)
-        if not model.optimizer.built:  # for every variable, not the first stage's
-            model.optimizer.build(model.trainable_variables)
+        self._variants = StepVariants(model, self, on_close=lambda: _restore(model, saved))
+        self._saved = saved
+        self._layers = None  # found once the model is built (TensorFlow builds it in fit)
+        self.frozen, self.stages_run = 0, [0]
+        self._progress = FitProgress()
+        self._step = None
+        if model.built and model.weights:
+            self._find_layers()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._progress.epoch_begin(self.params, epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._layers is None:
+            if not (self.model.built and self.model.weights):  # its first step builds it
+                self._variants.use(None)
+                return
+            self._find_layers()
+        frozen = self.frozen_at(self._progress.at(batch), len(self._layers))
+        if frozen > self.frozen:
+            self._freeze(frozen)
+        self._variants.use(None if frozen == 0 else frozen, self._step)
+
+    def on_train_end(self, logs=None):
+        if self._variants is not None:
+            self._variants.close()  # the settings put back too
+        self._variants = self._step = None
+
+    def _find_layers(self):
+        model = self.model
         inner = innermost_model(model)  # the layers of a model FastModel wraps
         layers = [layer for layer in inner.layers if layer.trainable_weights]
         if len(layers) < 2:
@@ -122,46 +152,40 @@ class LayerFreezing(keras.callbacks.Callback):
         self._layers = layers[:-1]
         # Every setting `trainable = False` on a layer changes: its own, its
         # inner layers' and each of its variables'.
-        self._settings = [(layer, layer.trainable) for top in self._layers for layer in _walk(top)]
-        self._variable_settings = [(v, v.trainable) for top in self._layers for v in top.weights]
-        self.frozen, self.stages_run = 0, [0]
-        self._progress = FitProgress()
-        self._step = None
+        self._saved["layers"] = [
+            (layer, layer.trainable)
+            for top in self._layers
+            for layer in _keras_internals.all_layers(top)
+        ]
+        self._saved["variables"] = [(v, v.trainable) for top in self._layers for v in top.weights]
+        if not model.optimizer.built:  # for every variable, not the first stage's
+            model.optimizer.build(model.trainable_variables)
         if keras.backend.backend() == "jax":
             self._step = _jax_frozen_step(model, model.train_step)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._progress.epoch_begin(self.params, epoch)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        frozen = self.frozen_at(self._progress.at(batch), len(self._layers))
-        if frozen > self.frozen:
-            self._freeze(frozen)
-        self._variants.use(None if frozen == 0 else frozen, self._step)
-
-    def on_train_end(self, logs=None):
-        if self._variants is not None:
-            self._variants.close()  # and `_restore`
-        self._variants = self._step = None
-
-    def _restore(self):
-        """Every layer and variable as trainable as before the fit."""
-        _keras_internals.sync_jax_state(self.model)  # by position, as frozen
-        for layer, trainable in self._settings:  # parents first, then their layers
-            layer.trainable = trainable
-        for variable, trainable in self._variable_settings:
-            variable.trainable = trainable
 
     def _freeze(self, count):
         # Keras's JAX trainer holds the values of the variables it trains by
         # position: they go back into the variables before the list changes,
-        # and the next step reads them again.
+        # the next step reads them again, and the state it holds meanwhile
+        # follows the new order.
         _keras_internals.sync_jax_state(self.model)
         for layer in self._layers[self.frozen : count]:  # freezing only grows in a fit
             layer.trainable = False
+        _keras_internals.renew_jax_state(self.model)
         self.frozen = count
         if count and count not in self.stages_run:
             self.stages_run.append(count)
+
+
+def _restore(model, saved):
+    """Every layer and variable of `saved` as trainable as before the fit."""
+    try:
+        _keras_internals.sync_jax_state(model)  # by position, as frozen
+    finally:
+        for layer, trainable in saved["layers"]:  # parents first, then their layers
+            layer.trainable = trainable
+        for variable, trainable in saved["variables"]:
+            variable.trainable = trainable
 
 
 def _jax_frozen_step(model, keras_step):
@@ -202,10 +226,3 @@ def _jax_frozen_step(model, keras_step):
             del optimizer.stateless_apply  # the class's method again
 
     return step
-
-
-def _walk(layer):
-    """`layer`, then the layers of a nested model, depth first."""
-    yield layer
-    for inner in getattr(layer, "layers", None) or ():
-        yield from _walk(inner)

@@ -18,6 +18,8 @@ pooling do; a `Flatten` followed by `Dense` does not, and is refused when
 the fit starts.
 """
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -146,6 +148,13 @@ class ProgressiveResizing(keras.callbacks.Callback):
         data_format = self.data_format or keras.config.image_data_format()
         self._full, channels = self._image_shape(data_format)
         self._check_model(self.size_at(0.0), channels, data_format)
+        if self.params.get("steps") is None and int(self.params.get("epochs") or 1) == 1:
+            warnings.warn(
+                "ProgressiveResizing: a fit of one epoch over data of unknown length cannot "
+                "tell how far it is, so it trains at the initial scale throughout: give "
+                "steps_per_epoch, or several epochs.",
+                stacklevel=2,
+            )
         self.sizes = {}
         self._progress = FitProgress()
         self._variants = StepVariants(self.model, self)
@@ -171,7 +180,7 @@ class ProgressiveResizing(keras.callbacks.Callback):
     def _image_shape(self, data_format):
         """`((height, width), channels)` of the full images (channels `None`
         when the model does not say)."""
-        inputs = getattr(innermost_model(self.model), "inputs", None)
+        inputs = _declared_inputs(self.model)
         shape = tuple(inputs[0].shape)[1:] if inputs and len(inputs) == 1 else ()
         size = channels = None
         if len(shape) == 3:
@@ -242,6 +251,18 @@ def resized_side(side, scale, increment):
         return side
     scaled = int(side * scale) // increment * increment
     return min(side, max(increment, scaled))
+
+
+def _declared_inputs(model):
+    """The inputs of the outermost model that declares them (a model
+    `FastModel` wraps declares them for it), or `None`."""
+    while model is not None:
+        inputs = getattr(model, "inputs", None)
+        if inputs:
+            return inputs
+        inner = innermost_model(model)
+        model = None if inner is model else inner
+    return None
 
 
 def _check_size(size):

@@ -13,7 +13,8 @@ Keras calls no callback when a fit fails, so what a variant changed could
 outlive the fit: a failing variant call puts Keras's function back itself,
 and the next fit's `StepVariants` puts back whatever an interrupted one
 left (its function, its step, and the owner's own changes, such as frozen
-layers), as does `FastModel.fit` (`close_left_open`) before anything else.
+layers); `FastModel.fit` puts it back as soon as a fit fails
+(`close_left_open`).
 Only one such callback works on a model in a fit: a second one is
 refused when the fit starts.
 """
@@ -72,7 +73,9 @@ class StepVariants:
             open_.close()  # left open by a fit that did not end
         self.model, self.owner, self._on_close = model, owner, on_close
         self._own_step = vars(model).get("train_step")  # a step the user set, kept
-        self._keras_function = model.train_function
+        # Keras's function as the fit's other callbacks left it: taken at
+        # the first `use`, after every `on_train_begin`.
+        self._keras_function = None
         self._variants = {}  # key -> (step, compiled function)
         self.key = None
         setattr(model, _OPEN, self)
@@ -92,6 +95,8 @@ class StepVariants:
                 Keras's own step, compiled again with the model as it is
                 then (its trainable layers, say).
         """
+        if self._keras_function is None:
+            self._keras_function = self.model.train_function
         if key is not None and key not in self._variants:
             self._variants[key] = (step, self._compile(step))
         self.key = key
@@ -107,15 +112,24 @@ class StepVariants:
         if getattr(model, _OPEN, None) is not self:
             return
         delattr(model, _OPEN)
-        ours = [function for _, function in self._variants.values()]
-        if model.train_function is self._keras_function or any(
-            model.train_function is f for f in ours
-        ):
-            model.train_function = self._keras_function
-        self._set_step(None)
-        self._variants.clear()
-        if self._on_close is not None:
-            self._on_close()
+        try:
+            ours = [function for _, function in self._variants.values()]
+            steps = [step for step, _ in self._variants.values() if step is not None]
+            current = model.train_function
+            stale_step = any(vars(model).get("train_step") is step for step in steps)
+            self._set_step(None)
+            if self._keras_function is not None and (
+                current is self._keras_function or any(current is f for f in ours)
+            ):
+                model.train_function = self._keras_function
+            elif stale_step and current is not None:
+                # Made (after a recompile, say) around a variant step left
+                # behind: made again around Keras's own.
+                model.make_train_function(force=True)
+            self._variants.clear()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
     def _compile(self, step):
         model = self.model

@@ -373,10 +373,14 @@ class FastModel(keras.Model):
             self._show(plan)
             if method == "fit":
                 _share_batch_size(plan)
-            if method == "predict":
-                result = keras_method(plan.x, plan.batch_size, **plan.kwargs)
-            else:
-                result = keras_method(plan.x, plan.y, plan.batch_size, **plan.kwargs)
+            try:
+                if method == "predict":
+                    result = keras_method(plan.x, plan.batch_size, **plan.kwargs)
+                else:
+                    result = keras_method(plan.x, plan.y, plan.batch_size, **plan.kwargs)
+            finally:
+                if method == "fit":  # a fit that failed leaves no step variant behind
+                    close_left_open(self)
         for finish in plan.results:
             result = finish(result)
         return result
