@@ -34,7 +34,7 @@ from keras_fastrain.callbacks.step_variants import (
     FitProgress,
     StepVariants,
     innermost_model,
-    is_jax_nnx,
+    refuse_jax_nnx,
 )
 from keras_fastrain.validation import check_float, check_int
 
@@ -92,12 +92,7 @@ class LayerFreezing(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        if is_jax_nnx():
-            raise ValueError(
-                "LayerFreezing replaces the model's train_step on JAX, which Keras's JAX "
-                "trainer does not look up with NNX enabled: disable NNX, or remove "
-                "LayerFreezing."
-            )
+        refuse_jax_nnx(self)
         optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
         if getattr(optimizer, "use_ema", False):  # a loss-scaling optimizer's inner one too
             raise ValueError(

@@ -27,7 +27,7 @@ from keras_fastrain.callbacks.step_variants import (
     FitProgress,
     StepVariants,
     innermost_model,
-    is_jax_nnx,
+    refuse_jax_nnx,
 )
 from keras_fastrain.validation import check_choice, check_float, check_int
 
@@ -139,12 +139,7 @@ class ProgressiveResizing(keras.callbacks.Callback):
         return tuple(resized_side(side, scale, self.size_increment) for side in self._full)
 
     def on_train_begin(self, logs=None):
-        if is_jax_nnx():
-            raise ValueError(
-                "ProgressiveResizing replaces the model's train_step, which Keras's JAX "
-                "trainer does not look up with NNX enabled: disable NNX, or remove "
-                "ProgressiveResizing."
-            )
+        refuse_jax_nnx(self)
         data_format = self.data_format or keras.config.image_data_format()
         self._full, channels = self._image_shape(data_format)
         self._check_model(self.size_at(0.0), channels, data_format)

@@ -23,7 +23,7 @@ import math
 import keras
 from keras import ops
 
-from keras_fastrain.callbacks.step_variants import FitProgress, StepVariants, is_jax_nnx
+from keras_fastrain.callbacks.step_variants import FitProgress, StepVariants, refuse_jax_nnx
 from keras_fastrain.validation import check_float, check_int
 
 __all__ = ["SelectiveBackprop", "per_sample_loss"]
@@ -65,12 +65,7 @@ class SelectiveBackprop(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        if is_jax_nnx():
-            raise ValueError(
-                "SelectiveBackprop replaces the model's train_step, which Keras's JAX "
-                "trainer does not look up with NNX enabled: disable NNX, or remove "
-                "SelectiveBackprop."
-            )
+        refuse_jax_nnx(self)
         loss = per_sample_loss(model.loss)  # refuses a loss it cannot split
         self._calls = self.selected_calls = 0
         self._progress = FitProgress()

@@ -28,7 +28,7 @@ __all__ = [
     "StepVariants",
     "close_left_open",
     "innermost_model",
-    "is_jax_nnx",
+    "refuse_jax_nnx",
 ]
 
 # The model attribute holding the `StepVariants` a fit has open.
@@ -221,7 +221,13 @@ def innermost_model(model):
         model = models[0]
 
 
-def is_jax_nnx():
-    """Whether Keras's JAX trainer runs with NNX, which does not look up a
-    model's own `train_step`."""
-    return keras.backend.backend() == "jax" and keras.config.is_nnx_enabled()
+def refuse_jax_nnx(owner):
+    """Raises when Keras's JAX trainer runs with NNX, which calls the
+    class's `train_step` and never a step set on the model, so `owner`
+    would silently do nothing."""
+    if keras.backend.backend() == "jax" and keras.config.is_nnx_enabled():
+        name = type(owner).__name__
+        raise ValueError(
+            f"{name} replaces the model's train_step, which Keras's JAX trainer does not "
+            f"look up with NNX enabled: disable NNX, or remove {name}."
+        )
