@@ -241,3 +241,19 @@ def test_fast_model_adds_the_callback_and_refuses_a_second_step_swap(digits):
     two = FastModel(_pooled_model(), progressive_resizing=True, selective_backprop=0.5)
     with pytest.raises(ValueError, match="progressive_resizing"):
         two.compile("sgd", "sparse_categorical_crossentropy")
+
+
+def test_a_model_without_input_is_sized_once_its_first_step_built_it(digits):
+    x, y = _images(digits, 128)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    callback = ProgressiveResizing(size_increment=2)
+    model.fit(x, y, batch_size=32, epochs=5, callbacks=[callback], verbose=0)
+    assert (4, 4) in callback.sizes and (8, 8) in callback.sizes

@@ -65,7 +65,9 @@ class ProgressiveResizing(keras.callbacks.Callback):
             `keras.config.image_data_format()`. Defaults to `None`.
 
     The model's input must be one batch of images (rank 4), and the model
-    must take images smaller than those it was built for.
+    must take images smaller than those it was built for. A model without
+    an `Input` is sized once its first step has built it (that step trains
+    at full size).
     `sizes` counts the compiled calls of the last fit at each
     `(height, width)`, and `compiled` the steps compiled for the smaller
     sizes.
@@ -140,9 +142,9 @@ class ProgressiveResizing(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         refuse_jax_nnx(self)
-        data_format = self.data_format or keras.config.image_data_format()
-        self._full, channels = self._image_shape(data_format)
-        self._check_model(self.size_at(0.0), channels, data_format)
+        self._full = None  # found once the model is built (TensorFlow builds it in fit)
+        if _declared_inputs(self.model) or self.image_size is not None:
+            self._find_size()
         if self.params.get("steps") is None and int(self.params.get("epochs") or 1) == 1:
             warnings.warn(
                 "ProgressiveResizing: a fit of one epoch over data of unknown length cannot "
@@ -159,6 +161,11 @@ class ProgressiveResizing(keras.callbacks.Callback):
         self._progress.epoch_begin(self.params, epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._full is None:
+            if not (self.model.built and self.model.weights):  # its first step builds it,
+                self._variants.use(None)  # at full size
+                return
+            self._find_size()
         size = self.size_at(self._progress.at(batch))
         self.sizes[size] = self.sizes.get(size, 0) + 1
         if size == self._full:
@@ -171,6 +178,12 @@ class ProgressiveResizing(keras.callbacks.Callback):
             self.compiled = self._variants.compiled
             self._variants.close()
         self._variants = self._keras_step = None
+
+    def _find_size(self):
+        """The full image size, and the model checked at the smallest."""
+        data_format = self.data_format or keras.config.image_data_format()
+        self._full, channels = self._image_shape(data_format)
+        self._check_model(self.size_at(0.0), channels, data_format)
 
     def _image_shape(self, data_format):
         """`((height, width), channels)` of the full images (channels `None`
