@@ -26,8 +26,10 @@ turn, repeated (each from the same seed in a repeat):
   Adam 1e-3: after a fifth of the fit's 10 epochs the first layers stop
   training, stage by stage (the default, half, would start after the
   epoch plain Keras reaches the target in);
-- `keras-fastrain auto`: both automatic choices, as keras-fastrain picks
-  them by itself;
+- `keras-fastrain auto`: every automatic choice, as keras-fastrain picks
+  them by itself: `fit(batch_size="auto")`, `learning_rate="auto"` and
+  `ema="auto"` (the moving average, kept only if the first validation after
+  its first 300 steps scores better with it than with the last weights);
 - `plain Keras batch 32, pooled` and `progressive_resizing=0.5, pooled`:
   progressive resizing needs a network that takes smaller images, so this
   pair trains the same network with global average pooling in place of
@@ -75,6 +77,7 @@ EMA = "ema=True"
 SMOOTHING = "label_smoothing=0.1"
 SELECTIVE = "selective_backprop=0.5"
 FREEZING = "layer_freezing=0.2"
+AUTO = "keras-fastrain auto"
 POOLED = "plain Keras batch 32, pooled"
 RESIZING = "progressive_resizing=0.5, pooled"
 METHODS = (
@@ -86,7 +89,7 @@ METHODS = (
     SMOOTHING,
     SELECTIVE,
     FREEZING,
-    "keras-fastrain auto",
+    AUTO,
     POOLED,
     RESIZING,
 )
@@ -120,17 +123,17 @@ def build(method):
             batch = int(method.rsplit(" ", 1)[1])
         model = keras.Sequential(conv_layers(pooled))
     else:
-        auto_rate = method in ('learning_rate="auto"', "keras-fastrain auto")
+        auto_rate = method in ('learning_rate="auto"', AUTO)
         model = FastSequential(
             conv_layers(pooled),
             learning_rate="auto" if auto_rate else None,
-            ema=method == EMA or None,
+            ema="auto" if method == AUTO else (method == EMA or None),
             label_smoothing=0.1 if method == SMOOTHING else None,
             selective_backprop=0.5 if method == SELECTIVE else None,
             layer_freezing=0.2 if method == FREEZING else None,
             progressive_resizing=0.5 if method == RESIZING else None,
         )
-        if method in ('batch_size="auto"', "keras-fastrain auto"):
+        if method in ('batch_size="auto"', AUTO):
             batch = "auto"
     rate = scaled_learning_rate(BASE_RATE, BASE_BATCH, batch, "sqrt") if method in FIXED else 1e-3
     model.compile(

@@ -33,6 +33,8 @@ __all__ = [
     "prime_saving_caches",
     "saving_cache_missing",
     "sync_jax_state",
+    "evaluate_fit_validation",
+    "keep_jax_averages_apart",
     "renew_jax_state",
     "set_running_fit_steps",
     "compile_arguments",
@@ -243,6 +245,58 @@ def sync_jax_state(model):
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
+
+
+def evaluate_fit_validation(model):
+    """Evaluates `model` again on the validation data of the `fit` it is
+    in, from a callback's `on_epoch_end`; returns the dict of its metrics.
+
+    Keras's `fit` keeps the validation batches it made in
+    `model._eval_epoch_iterator` and evaluates them with the undocumented
+    `evaluate(_use_cached_eval_dataset=True)` (keras/src/backend/*/
+    trainer.py, on every backend; checked on Keras 3.15.1); the callbacks
+    do not see the validation data otherwise. `MeasuredEMA` scores the
+    last weights with it after the fit's validation scored the average.
+    """
+    if getattr(model, "_eval_epoch_iterator", None) is None:
+        raise RuntimeError("evaluate_fit_validation runs only after a fit's validation.")
+    return model.evaluate(verbose=0, return_dict=True, _use_cached_eval_dataset=True)
+
+
+def keep_jax_averages_apart(optimizer):
+    """Keeps an optimizer's moving averages of the weights (`use_ema`) in
+    buffers of their own on JAX, so that a second `fit` can run.
+
+    Keras 3.15.1 ends a `fit` with `use_ema` by assigning each average to
+    its weight (`_overwrite_model_variables_with_average_value`, and
+    `SwapEMAWeights`' finalize the other way round). On JAX an assignment
+    keeps the very array, so the weight and its average share one buffer,
+    and the next `fit`'s compiled step, which donates its state, fails with
+    "Attempt to donate the same buffer twice" (then `'NoneType' object is
+    not callable`); keras-fastrain's batch search, which fits a few steps
+    at a time, hit it first. This gives each average a copy now and after
+    every `finalize_variable_values` (wrapping that method on this
+    instance; `_model_variables_moving_average` is undocumented). Elsewhere
+    it does nothing.
+    """
+    if keras.backend.backend() != "jax" or not getattr(optimizer, "use_ema", False):
+        return
+
+    def copy_averages():  # built with the optimizer, maybe after this call
+        for average in getattr(optimizer, "_model_variables_moving_average", None) or []:
+            average.assign(keras.ops.copy(average.value))
+
+    copy_averages()
+    if getattr(optimizer, "_fastrain_averages_apart", False):
+        return
+    finalize = optimizer.finalize_variable_values
+
+    def finalize_variable_values(var_list):
+        finalize(var_list)
+        copy_averages()
+
+    optimizer.finalize_variable_values = finalize_variable_values
+    optimizer._fastrain_averages_apart = True
 
 
 def renew_jax_state(model):

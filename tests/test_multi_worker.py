@@ -182,6 +182,15 @@ def test_every_worker_searches_and_grows_to_the_same_batch(engine):
     assert zero["noise_batch_sizes"][0] == 32 and all(n > 0 for n in zero["noise_scales"])
 
 
+def test_the_moving_average_is_kept_or_dropped_alike_on_every_worker(engine):
+    zero, one = results_of(launch(engine, "measured_ema"))
+    # Each worker scored its own validation rows; the decision used the
+    # scores averaged over both, so it is the same everywhere.
+    assert zero["kept"] is not None and zero["kept"] == one["kept"]
+    assert zero["scores"] == pytest.approx(one["scores"], rel=1e-6)
+    assert zero["checksum"] == pytest.approx(one["checksum"], rel=1e-6)
+
+
 def test_a_worker_that_dies_makes_the_other_fail_not_hang(engine):
     start = time.monotonic()
     (code_zero, results_zero, output), (code_one, _, _) = launch(engine, "die")

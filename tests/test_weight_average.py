@@ -64,7 +64,8 @@ def test_a_swap_callback_of_the_users_own_is_not_doubled(digits):
 
 @pytest.mark.smoke
 @pytest.mark.parametrize(
-    ("ema", "error"), [(1.0, ValueError), (0.0, ValueError), ("yes", TypeError)]
+    ("ema", "error"),
+    [(1.0, ValueError), (0.0, ValueError), ("yes", ValueError), ([0.9], TypeError)],
 )
 def test_a_bad_momentum_names_the_argument(ema, error):
     with pytest.raises(error, match=r"`ema`"):
@@ -85,3 +86,19 @@ def test_a_built_optimizer_without_an_average_is_refused():
     optimizer.build(model.trainable_variables)
     with pytest.raises(ValueError, match="use_ema=True"):
         model.compile(optimizer, "sparse_categorical_crossentropy")
+
+
+def test_a_model_with_an_average_fits_again_and_searches_its_batch(digits):
+    # Keras ends a fit with use_ema by assigning the average to the weights;
+    # on JAX both then shared one buffer and the next fit failed ("donate the
+    # same buffer twice"), the batch search's short fits first.
+    (x, y), (x_test, y_test) = digits
+    model = _averaged()
+    first = model.fit(x, y, epochs=1, validation_data=(x_test, y_test), verbose=0)
+    second = model.fit(
+        x, y, batch_size="auto", epochs=1, validation_data=(x_test, y_test), verbose=0
+    )
+    assert model.batch_size_search is not None
+    assert second.history["loss"][0] < first.history["loss"][0]
+    evaluated = model.evaluate(x_test, y_test, verbose=0, return_dict=True)
+    assert second.history["val_accuracy"][-1] == pytest.approx(evaluated["accuracy"], abs=1e-6)

@@ -309,7 +309,9 @@ class BatchSizeFinder:
                 # An efficiency is at most 1, so only a batch faster than
                 # the base can have a better goodput: the noise scale is
                 # measured once one is (every worker sees the same rates).
+                probing = time.perf_counter()
                 noise["scale"] = self._noise_scale(model, x, y, sample_weight, local)
+                noise["seconds"] = time.perf_counter() - probing
             trained = (rows.samples - trained_before) * feeders if rows is not None else 0
             clock["kept"] += trained / noise["rate"]
             walls[batch_size] = time.perf_counter() - begun
@@ -361,6 +363,7 @@ class BatchSizeFinder:
         for trial in result.trials:
             trial.seconds = walls.get(trial.batch_size)
         result.noise_scale = noise.get("scale")
+        result.noise_scale_seconds = noise.get("seconds")
         result.max_seconds = clock["max_seconds"]
         if engine.size > 1:
             chosen = engine.broadcast(np.asarray([result.batch_size, result.max_batch_size]), 0)

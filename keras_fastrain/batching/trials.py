@@ -138,6 +138,9 @@ class BatchSizeSearch:
         trained_seconds: Float. The time those samples would have taken
             at the base batch's pace: about the time the search spent
             training. Defaults to 0.0.
+        noise_scale_seconds: Float or `None`. The wall time of the noise
+            scale's measurement (part of `seconds`), or `None` when it was
+            not measured. Defaults to `None`.
 
     Example:
 
@@ -161,6 +164,7 @@ class BatchSizeSearch:
     trained_steps: int = 0
     trained_samples: int = 0
     trained_seconds: float = 0.0
+    noise_scale_seconds: float | None = None
 
     @property
     def fastest(self):
@@ -188,6 +192,7 @@ class BatchSizeSearch:
             "trained_steps": self.trained_steps,
             "trained_samples": self.trained_samples,
             "trained_seconds": self.trained_seconds,
+            "noise_scale_seconds": self.noise_scale_seconds,
             "trials": [
                 {
                     **dataclasses.asdict(t),
@@ -205,6 +210,8 @@ class BatchSizeSearch:
         """One line: what was chosen, from how many measurements, in what time."""
         if self.noise_scale is not None:
             noise = f", noise scale {self.noise_scale:,.0f}"
+            if self.noise_scale_seconds is not None:
+                noise += f" (measured in {self.noise_scale_seconds:.1f} s)"
         elif self.objective == "goodput":
             noise = f", noise scale not needed (no batch over {self.margin:.0%} faster)"
         else:

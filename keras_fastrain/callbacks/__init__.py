@@ -12,6 +12,7 @@ from keras_fastrain.callbacks.distributed import (
 from keras_fastrain.callbacks.early_stopping import EarlyStopping
 from keras_fastrain.callbacks.layer_freezing import LayerFreezing
 from keras_fastrain.callbacks.learning_rate import LearningRateScheduleCallback
+from keras_fastrain.callbacks.measured_ema import MeasuredEMA
 from keras_fastrain.callbacks.progressive_resizing import ProgressiveResizing
 from keras_fastrain.callbacks.selective_backprop import SelectiveBackprop
 from keras_fastrain.callbacks.stop_reason import StopReason
@@ -27,6 +28,7 @@ __all__ = [
     "LayerFreezing",
     "LearningRateScheduleCallback",
     "LearningRateWarmupCallback",
+    "MeasuredEMA",
     "MetricAverageCallback",
     "ProgressiveResizing",
     "SelectiveBackprop",

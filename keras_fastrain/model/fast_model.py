@@ -93,7 +93,12 @@ class FastModel(keras.Model):
             weights (Keras's `use_ema`), every validation during `fit`
             scores the average (`keras.callbacks.SwapEMAWeights`, added
             unless you gave one), and `fit` ends with the model holding it.
-            Changes results; see `keras_fastrain.parts.weight_average`.
+            `"auto"`: the average (momentum 0.99) is measured in each fit
+            (`keras_fastrain.callbacks.MeasuredEMA`): the first validation
+            after its first 300 steps scores it and the last weights, and
+            it is kept only if it scores at least as well, else the fit
+            goes on, and ends, with the last weights. Changes results; see
+            `keras_fastrain.parts.weight_average`.
         label_smoothing: `None` (default): the loss as given. A float in
             (0, 1): every crossentropy loss trains on labels smoothed by it
             (Keras's `label_smoothing`; integer labels through

@@ -12,15 +12,26 @@ this part turns on the optimizer's average with the momentum given; at
 validation (and `EarlyStopping`'s time to target) sees the averaged
 weights. Off by default: it changes the weights a fit ends with (to the
 average, as Keras's `use_ema` does), and on a short run the average lags.
+
+`ema="auto"` measures it instead: the optimizer keeps the average
+(momentum 0.99), and each `fit` gets a `keras_fastrain.callbacks.MeasuredEMA`,
+which scores the first validation after the average's first 300 steps with
+both the average and the last weights and keeps the average only if it
+scores at least as well, on the monitor of the fit's `EarlyStopping` (else
+`val_loss`). Otherwise, and in a fit without validation data, the fit
+scores and ends with the last weights, as plain Keras. What it decided, with
+both scores, is in `model.choices["ema"]` after the fit.
 """
 
 import typing
 
 import keras
 
-from keras_fastrain import choices
+from keras_fastrain import _keras_internals, choices
+from keras_fastrain.callbacks.measured_ema import MeasuredEMA
+from keras_fastrain.callbacks.metric_direction import infer_mode
 from keras_fastrain.parts.base import Part
-from keras_fastrain.validation import check_float
+from keras_fastrain.validation import AUTO, check_float
 
 __all__ = ["WeightAveragePart"]
 
@@ -34,8 +45,13 @@ class WeightAveragePart(Part):
     options: typing.ClassVar[dict] = {"ema": None}
 
     def check_option(self, name, value):
-        if value is None or isinstance(value, bool):
+        if value is None or isinstance(value, bool) or value == AUTO:
             return
+        if isinstance(value, str):
+            raise ValueError(
+                f"Invalid value for argument `ema`. Received: ema={value!r}. Expected None, "
+                "True, 'auto' or a momentum in (0, 1)."
+            )
         check_float("ema", value, low=0.0, high=1.0, closed=(False, False))
 
     def on_compile(self, plan):
@@ -51,26 +67,63 @@ class WeightAveragePart(Part):
             )
         optimizer.use_ema = True
         optimizer.ema_momentum = momentum
+        _keras_internals.keep_jax_averages_apart(optimizer)  # a second fit runs on JAX
+        steps = f"momentum {momentum:g}, about the last {round(1 / (1 - momentum))} steps"
+        if plan.options["ema"] == AUTO:
+            reason = (
+                f"the optimizer keeps the weights' moving average ({steps}); each fit scores "
+                "its validation with it and with the last weights once, and keeps it only if "
+                "it scores at least as well (MeasuredEMA)"
+            )
+        else:
+            reason = (
+                f"validation scores the weights' moving average ({steps}); fit ends with the "
+                "model holding it"
+            )
         plan.decide(
             choices.Choice(
                 "ema",
-                momentum,
-                f"validation scores the weights' moving average (momentum {momentum:g}, "
-                f"about the last {round(1 / (1 - momentum))} steps); fit ends with the model "
-                "holding it",
+                plan.options["ema"] if plan.options["ema"] == AUTO else momentum,
+                reason,
                 changes_results=True,
             )
         )
 
     def on_run(self, plan):
-        if plan.method != "fit" or _momentum(plan.options["ema"]) is None:
+        option = plan.options["ema"]
+        if plan.method != "fit" or _momentum(option) is None:
             return
-        if not any(isinstance(c, keras.callbacks.SwapEMAWeights) for c in plan.callbacks):
+        if any(isinstance(c, keras.callbacks.SwapEMAWeights) for c in plan.callbacks):
+            return  # the user's own, MeasuredEMA included
+        if option != AUTO:
             # First, so that every callback's on_test_begin sees the average.
             plan.callbacks.insert(0, keras.callbacks.SwapEMAWeights())
+            return
+        measured = MeasuredEMA(*_monitor(plan.callbacks), verbose=plan.verbose)
+        plan.callbacks.insert(0, measured)  # first: later callbacks see the logs it settles
+        plan.stack.callback(measured.close)  # a fit that failed leaves use_ema as it was
+
+        def report(result):
+            plan.decide(choices.Choice("ema", AUTO, measured.decision, changes_results=True))
+            return result
+
+        plan.results.append(report)
+
+
+def _monitor(callbacks):
+    """The metric and direction the fit's `EarlyStopping` monitors, if it
+    monitors a validation metric of known direction; else `val_loss`."""
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if isinstance(callback, keras.callbacks.EarlyStopping) and str(monitor).startswith("val_"):
+            mode = getattr(callback, "mode", "auto")
+            mode = mode if mode in ("min", "max") else infer_mode(monitor)
+            if mode is not None:
+                return monitor, mode
+    return "val_loss", "min"
 
 
 def _momentum(ema):
     if ema is None or ema is False:
         return None
-    return DEFAULT_MOMENTUM if ema is True else float(ema)
+    return DEFAULT_MOMENTUM if ema is True or ema == AUTO else float(ema)

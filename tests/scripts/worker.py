@@ -30,6 +30,7 @@ from keras_fastrain.callbacks import (  # noqa: E402
     BroadcastGlobalVariablesCallback,
     EarlyStopping,
     LearningRateWarmupCallback,
+    MeasuredEMA,
     MetricAverageCallback,
 )
 from keras_fastrain.devices import host_array  # noqa: E402
@@ -177,6 +178,30 @@ def fit():
         evaluation=model.evaluate(x, y, batch_size=64, verbose=0),
         engine_described=model.choices["distribute"].value,
     )
+
+
+def measured_ema():
+    """MeasuredEMA with each worker validating on different rows: the
+    scores it decides on are averaged over the workers, so all decide alike."""
+    model = FastSequential(layers())
+    model.compile(
+        keras.optimizers.SGD(0.2, use_ema=True, ema_momentum=0.8),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    (x, y), (x_test, y_test) = load_digits()
+    rows = slice(150 * RANK, 150 * RANK + 150)  # each worker's own validation rows
+    measured = MeasuredEMA(verbose=0)
+    model.fit(
+        x[:1024],
+        y[:1024],
+        batch_size=64,
+        validation_data=(x_test[rows], y_test[rows]),
+        epochs=2,
+        verbose=0,
+        callbacks=[measured],
+    )
+    report(kept=measured.kept, scores=measured.scores, checksum=checksum(model))
 
 
 def plain():
@@ -410,4 +435,5 @@ def die():
     "horovod_example": horovod_example,
     "diverge": diverge,
     "batch_size": batch_size,
+    "measured_ema": measured_ema,
 }[SCENARIO]()
