@@ -155,6 +155,9 @@ def test_auto_batch_size_scores_batches_by_goodput(digits):
     model.fit(x, y, batch_size=finder, epochs=1, verbose=0)
     search = model.batch_size_search
     assert search.objective == "goodput" and search.noise_scale == 100.0
+    # Its measurement's time is reported, within the search's.
+    assert 0 <= search.noise_scale_seconds <= search.seconds
+    assert "noise scale 100 (measured in" in search.summary()
     for trial in search.trials:
         assert trial.efficiency == pytest.approx(116 / (100 + trial.batch_size))
         assert trial.goodput == pytest.approx(trial.samples_per_second * trial.efficiency)
@@ -175,7 +178,7 @@ def test_auto_batch_size_stays_within_its_time_budget(digits):
     assert search.batch_size == 32 and search.stopped == "time budget"
     assert 0 < search.max_seconds < search.seconds
     # No batch ran faster than the base, so no noise scale was paid for.
-    assert search.noise_scale is None
+    assert search.noise_scale is None and search.noise_scale_seconds is None
     assert "noise scale not needed" in search.summary()
     assert "time budget" in search.table()
 
