@@ -7,6 +7,7 @@ public way, the function is replaced here and nowhere else changes.
 
 import inspect
 import sys
+import weakref
 
 import keras
 from keras.src.backend import set_keras_mask
@@ -34,7 +35,8 @@ __all__ = [
     "saving_cache_missing",
     "sync_jax_state",
     "evaluate_fit_validation",
-    "keep_jax_averages_apart",
+    "guard_average_at_fit_end",
+    "hold_average_at_fit_end",
     "renew_jax_state",
     "set_running_fit_steps",
     "compile_arguments",
@@ -263,40 +265,60 @@ def evaluate_fit_validation(model):
     return model.evaluate(verbose=0, return_dict=True, _use_cached_eval_dataset=True)
 
 
-def keep_jax_averages_apart(optimizer):
-    """Keeps an optimizer's moving averages of the weights (`use_ema`) in
-    buffers of their own on JAX, so that a second `fit` can run.
+def guard_average_at_fit_end(optimizer):
+    """Lets keras-fastrain decide whether a `fit` ends by writing the
+    optimizer's moving average of the weights (`use_ema`) into the weights,
+    and keeps the averages in buffers of their own on JAX.
 
-    Keras 3.15.1 ends a `fit` with `use_ema` by assigning each average to
-    its weight (`_overwrite_model_variables_with_average_value`, and
-    `SwapEMAWeights`' finalize the other way round). On JAX an assignment
-    keeps the very array, so the weight and its average share one buffer,
-    and the next `fit`'s compiled step, which donates its state, fails with
-    "Attempt to donate the same buffer twice" (then `'NoneType' object is
-    not callable`); keras-fastrain's batch search, which fits a few steps
-    at a time, hit it first. This gives each average a copy now and after
-    every `finalize_variable_values` (wrapping that method on this
-    instance; `_model_variables_moving_average` is undocumented). Elsewhere
-    it does nothing.
+    Keras ends every `fit` with `optimizer.finalize_variable_values`, which
+    overwrites the weights with the average when `use_ema` is on
+    (keras/src/optimizers/base_optimizer.py, checked on Keras 3.15.1): also
+    the short fits of keras-fastrain's measurements, and the fits where
+    `MeasuredEMA` dropped the average. That method is wrapped on this
+    instance: it is skipped while `optimizer._fastrain_hold_average` (set by
+    keras-fastrain, a callable) returns True. Turning `use_ema` off instead
+    would change the optimizer a checkpoint saves and leave steps compiled
+    meanwhile without the average.
+
+    On JAX an assignment keeps the very array, so after the overwrite the
+    weight and its average share one buffer, and the next `fit`'s compiled
+    step, which donates its state, fails with "Attempt to donate the same
+    buffer twice" (then `'NoneType' object is not callable`). Each average
+    gets a copy now and after every finalize. `_model_variables_moving_average`
+    is undocumented.
     """
-    if keras.backend.backend() != "jax" or not getattr(optimizer, "use_ema", False):
+    if not getattr(optimizer, "use_ema", False):
         return
+    reference = weakref.ref(optimizer)  # the wrapper must not keep it alive
 
     def copy_averages():  # built with the optimizer, maybe after this call
-        for average in getattr(optimizer, "_model_variables_moving_average", None) or []:
+        if keras.backend.backend() != "jax" or reference() is None:
+            return
+        for average in getattr(reference(), "_model_variables_moving_average", None) or []:
             average.assign(keras.ops.copy(average.value))
 
     copy_averages()
-    if getattr(optimizer, "_fastrain_averages_apart", False):
+    if getattr(optimizer, "_fastrain_average_guarded", False):
         return
     finalize = optimizer.finalize_variable_values
 
     def finalize_variable_values(var_list):
-        finalize(var_list)
+        hold = getattr(reference(), "_fastrain_hold_average", None)
+        if hold is None or not hold():
+            finalize(var_list)
         copy_averages()
 
     optimizer.finalize_variable_values = finalize_variable_values
-    optimizer._fastrain_averages_apart = True
+    optimizer._fastrain_average_guarded = True
+
+
+def hold_average_at_fit_end(optimizer, hold):
+    """Sets whether the `fit`s of `optimizer` end without writing its
+    average into the weights: `hold` is a callable returning a bool, read
+    as each fit ends, or `None` (Keras's behaviour). Installs the guard
+    (`guard_average_at_fit_end`) first if needed."""
+    guard_average_at_fit_end(optimizer)
+    optimizer._fastrain_hold_average = hold
 
 
 def renew_jax_state(model):

@@ -171,3 +171,76 @@ def test_a_plain_model_that_ended_a_fit_with_its_average_fits_again(digits):
             x, y, batch_size=8, epochs=2, validation_data=test, callbacks=[measured], verbose=0
         )
         assert measured.kept is not None
+
+
+class _EpochEndState(keras.callbacks.Callback):
+    """Keeps the optimizer's use_ema at each epoch's end, as a checkpoint saves it."""
+
+    def __init__(self):
+        super().__init__()
+        self.use_ema = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.use_ema.append(self.model.optimizer.use_ema)
+
+
+def test_a_dropped_average_leaves_the_optimizer_as_given_and_keeps_updating(digits):
+    (x, y), test = digits
+    model = _model(keras.optimizers.Adam(1e-3, use_ema=True))
+    measured, state = MeasuredEMA(verbose=0), _EpochEndState()
+    model.fit(
+        x, y, batch_size=8, epochs=3, validation_data=test, callbacks=[measured, state], verbose=0
+    )
+    assert measured.kept is False
+    # A checkpoint at any epoch's end saves the optimizer with its average.
+    assert state.use_ema == [True, True, True]
+    before = _averages(model)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # plain Keras's fit end again
+    assert not _close(before, _averages(model))  # the average kept moving
+    assert _close(_values(model.trainable_variables), _averages(model))
+
+
+class _AtTrainBegin(keras.callbacks.Callback):
+    """Keeps the weights and their averages as Keras's fit begins."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = _values(self.model.trainable_variables)
+        self.averages = _averages(self.model)
+
+
+def test_fastmodel_measurements_do_not_end_with_the_average(digits):
+    # The batch search's short fits keep their training; Keras would end
+    # each with the average written into the weights.
+    from keras_fastrain.batching import BatchSizeFinder
+
+    (x, y), _ = digits
+    model = FastModel(digits_model(), ema=0.9, verbose=0)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    begin = _AtTrainBegin()
+    finder = BatchSizeFinder(min_batch_size=16, max_batch_size=32, steps_per_trial=8)
+    model.fit(x, y, batch_size=finder, epochs=1, callbacks=[begin], verbose=0)
+    assert model.batch_size_search.trained_steps > 0
+    assert not _close(begin.weights, begin.averages)
+
+
+def test_fastmodel_auto_with_the_users_swap_callback_says_it_did_not_measure(digits):
+    (x, y), test = digits
+    model = FastModel(digits_model(), ema="auto", verbose=0)
+    model.compile(keras.optimizers.Adam(), "sparse_categorical_crossentropy")
+    swap = keras.callbacks.SwapEMAWeights()
+    model.fit(x, y, epochs=1, validation_data=test, callbacks=[swap], verbose=0)
+    assert "not measured" in model.choices["ema"].reason
+
+
+def test_fastmodel_averages_in_a_loss_scale_optimizer_of_the_users(digits):
+    (x, y), test = digits
+    model = FastModel(digits_model(), ema=True, verbose=0)
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam())
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=1, validation_data=test, verbose=0)
+    assert optimizer.inner_optimizer.use_ema
+    assert _close(_values(model.trainable_variables), _averages_of(optimizer.inner_optimizer))
+
+
+def _averages_of(optimizer):
+    return _values(optimizer._model_variables_moving_average)

@@ -22,8 +22,17 @@ fit ends with the model holding it (as with `SwapEMAWeights`). Otherwise
 the fit goes on as plain Keras would have without the average: the logs of
 that epoch carry the last weights' scores, and the fit ends with the last
 weights. A fit that ends before it could measure (no validation data, or
-too few steps) also ends with the last weights. The decision is told to the
-user as it is made, and kept in `decision` and `scores`.
+too few steps) also ends with the last weights. The optimizer keeps
+updating the average throughout (its `use_ema` is left as it is, so a
+checkpoint saves the optimizer as given); only Keras's overwrite of the
+weights with the average as the fit ends is skipped. The decision is told
+to the user as it is made, and kept in `decision` and `scores`.
+
+The second pass reads the validation data again: arrays and a finite
+dataset give the same batches; a dataset that yields other batches each
+time (shuffled with `validation_steps`, or endless) is compared on
+different batches. Put it first in `callbacks`, so that every callback
+after it sees the logs it settles.
 """
 
 import math
@@ -48,25 +57,22 @@ WARMUP_TIME_CONSTANTS = 3
 class MeasuredEMA(keras.callbacks.SwapEMAWeights):
     """Scores validation with the weights' moving average where it pays.
 
-    Use it instead of `keras.callbacks.SwapEMAWeights`, with an optimizer
-    that keeps the average (`use_ema=True`); see this module for what is
-    measured and when.
+    Use it instead of `keras.callbacks.SwapEMAWeights` (first in the
+    callbacks), with an optimizer that keeps the average
+    (`use_ema=True`); see this module for what is measured and when.
 
     Args:
         monitor: String. The validation metric compared (`"val_..."`), as
             the fit's logs name it. Defaults to `"val_loss"`.
         mode: `"auto"`, `"min"` or `"max"`: whether `monitor` should go down
             or up (`"auto"`: from its name). Defaults to `"auto"`.
-        swap_on_epoch: Bool. As `SwapEMAWeights`: once the average is kept,
-            it is in the model at each epoch's end too (for
-            `ModelCheckpoint`). Defaults to `False`.
         verbose: Integer. `0` keeps the decision quiet. Defaults to `1`.
 
     Attributes:
         kept: `True` (the average is kept), `False` (it scored worse) or
             `None` (not measured yet, or the fit ended before it could be).
         scores: Dict `{"average": float, "last": float}` of `monitor` at the
-            measurement, or `None`.
+            measurement (averaged over the workers), or `None`.
         decision: String. What was decided and why, or `None` during a fit.
 
     Example:
@@ -77,8 +83,8 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
     ```
     """
 
-    def __init__(self, monitor="val_loss", mode="auto", swap_on_epoch=False, verbose=1):
-        super().__init__(swap_on_epoch=bool(swap_on_epoch))
+    def __init__(self, monitor="val_loss", mode="auto", verbose=1):
+        super().__init__(swap_on_epoch=False)
         if not isinstance(monitor, str) or not monitor.startswith("val_"):
             raise ValueError(
                 f"Invalid value for argument `monitor`: {monitor!r}. Expected the name of a "
@@ -100,9 +106,7 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
         self.decision = None
         self._in_fit = False
         self._measuring = False
-        self._paused = []  # optimizers whose use_ema is off until the fit ends
-
-    # -- the optimizers that keep the average --------------------------------
+        self._optimizers = []
 
     def _averaging_optimizers(self):
         optimizer = self.model.optimizer
@@ -117,52 +121,49 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
             )
         return found
 
-    def _pause(self):
-        """Keeps `fit` from ending with the average (Keras's `use_ema` makes
-        `fit` overwrite the weights with it as the fit ends); a step already
-        compiled keeps updating it."""
-        if not self._paused:
-            self._paused = self._averaging_optimizers()
-            for optimizer in self._paused:
-                optimizer.use_ema = False
+    def _holds_average(self):
+        """Whether the fit must end without writing the average into the
+        weights: until it is measured and kept."""
+        return self._in_fit and self.kept is not True
 
     def _steps(self):
         # host_array reads a MirroredVariable of a tf.distribute strategy too.
-        return int(host_array(self._optimizer.iterations))
+        return int(host_array(self._optimizers[0].iterations))
 
     def close(self):
-        """Gives the optimizers back their `use_ema`, which the callback
-        turns off while the fit must not end with the average; `on_train_end`
-        does it, and FastModel does it for a fit that failed."""
-        for optimizer in self._paused:
-            optimizer.use_ema = True
-        self._paused = []
+        """Gives the fit's end back to Keras (the average written into the
+        weights when `use_ema` is on). `on_train_end` does it; FastModel
+        does it for a fit that failed. After a plain `fit` that failed, the
+        next fit with this callback does it."""
+        for optimizer in self._optimizers:
+            _keras_internals.hold_average_at_fit_end(optimizer, None)
+        self._optimizers = []
+        self._in_fit = False
 
     # -- Keras's hooks --------------------------------------------------------
 
     def on_train_begin(self, logs=None):
-        self.close()  # a fit that failed before its end left them paused
-        optimizers = self._averaging_optimizers()
-        for optimizer in optimizers:  # a fit after one that ended with the average runs on JAX
-            _keras_internals.keep_jax_averages_apart(optimizer)
-        momentum = max(float(o.ema_momentum) for o in optimizers)
-        self._warmup_steps = math.ceil(WARMUP_TIME_CONSTANTS / (1.0 - momentum))
-        self._optimizer = optimizers[0]
+        self.close()
+        self._optimizers = self._averaging_optimizers()
+        for optimizer in self._optimizers:
+            _keras_internals.hold_average_at_fit_end(optimizer, self._holds_average)
+        momentum = max(float(o.ema_momentum) for o in self._optimizers)
+        self._warmup_steps = (
+            math.ceil(WARMUP_TIME_CONSTANTS / (1.0 - momentum)) if momentum < 1 else math.inf
+        )
         self.kept, self.scores, self.decision = None, None, None
         self._in_fit, self._measuring = True, False
-        # A fit that kept the average with swap_on_epoch ended with it in the
-        # model (equal to the weights then); the measurement starts without.
+        # Keras's own predict end can leave the average in the model (see
+        # on_predict_end); the measurement starts from the weights.
         super().on_test_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self.kept is None:
-            self.close()  # a step traced in this epoch keeps updating the average
-        if self.kept:
-            super().on_epoch_begin(epoch, logs)
+        pass  # the average is never in the model at an epoch's end
 
     def on_test_begin(self, logs=None):
         if self._in_fit and self.kept is None:
-            if self._steps() < self._warmup_steps:
+            # A collective: every worker validates at the same epochs.
+            if not consensus.any_worker(self._steps() >= self._warmup_steps):
                 return
             self._measuring = True
         if self.kept is False or (not self._in_fit and self.kept is None):
@@ -184,13 +185,8 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
         if self._measuring:
             self._measuring = False
             self._measure(epoch, logs if logs is not None else {})
-        if self.kept:
-            super().on_epoch_end(epoch, logs)
-        else:
-            self._pause()  # a fit that ends here ends with the last weights
 
     def on_train_end(self, logs=None):
-        self._in_fit = False
         if self.kept is None:
             self.decision = (
                 "not measured: the fit had no validation after the average's first "
@@ -210,19 +206,18 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
         started = time.perf_counter()
         last_logs = _keras_internals.evaluate_fit_validation(self.model)
         seconds = time.perf_counter() - started
-        average, last = (
-            float(logs[self.monitor]),
-            float(last_logs[self.monitor.removeprefix("val_")]),
-        )
-        rows = consensus.gather([average, last])
+        name = self.monitor.removeprefix("val_")
+        local = [float(logs[self.monitor]), float(last_logs.get(name, math.nan))]
+        rows = consensus.gather(local)
         average = sum(row[0] for row in rows) / len(rows)
         last = sum(row[1] for row in rows) / len(rows)
         self.scores = {"average": average, "last": last}
-        self.kept = average <= last if self.mode == "min" else average >= last
+        self.kept = _at_least_as_good(average, last, self.mode)
+        workers = f", averaged over {len(rows)} workers" if len(rows) > 1 else ""
         compared = (
             f"{self.monitor} {average:.4g} with the average against {last:.4g} with the last "
-            f"weights, at epoch {epoch + 1} (step {self._steps()}; "
-            f"the second validation took {seconds:.1f} s)"
+            f"weights{workers}, at epoch {epoch + 1} (step {self._steps()}; the second "
+            f"validation took {seconds:.1f} s)"
         )
         if self.kept:
             self.decision = f"kept the weights' moving average: {compared}"
@@ -231,5 +226,15 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
                 f"dropped the weights' moving average, which scored worse: {compared}; "
                 "the fit goes on and ends with the last weights"
             )
-            logs.update({f"val_{name}": value for name, value in last_logs.items()})
+            logs.update({f"val_{key}": value for key, value in last_logs.items()})
         tell(f"MeasuredEMA: {self.decision}", self.verbose)
+
+
+def _at_least_as_good(average, last, mode):
+    """Whether the average's score is at least as good as the last
+    weights'; a NaN score is the worst."""
+    if math.isnan(average):
+        return False
+    if math.isnan(last):
+        return True
+    return average <= last if mode == "min" else average >= last

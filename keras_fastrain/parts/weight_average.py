@@ -19,7 +19,11 @@ which scores the first validation after the average's first 300 steps with
 both the average and the last weights and keeps the average only if it
 scores at least as well, on the monitor of the fit's `EarlyStopping` (else
 `val_loss`). Otherwise, and in a fit without validation data, the fit
-scores and ends with the last weights, as plain Keras. What it decided, with
+scores and ends with the last weights, as plain Keras.
+
+The short fits of the measurements before a fit (the batch search, the XLA
+measurement, the range test) end without writing the average into the
+weights, which they keep training. What it decided, with
 both scores, is in `model.choices["ema"]` after the fit.
 """
 
@@ -58,7 +62,9 @@ class WeightAveragePart(Part):
         momentum = _momentum(plan.options["ema"])
         if momentum is None:
             return
-        optimizer = plan.optimizer = keras.optimizers.get(plan.optimizer)
+        plan.optimizer = keras.optimizers.get(plan.optimizer)
+        # A LossScaleOptimizer of the user's keeps the average in its inner one.
+        optimizer = getattr(plan.optimizer, "inner_optimizer", plan.optimizer)
         if optimizer.built and not optimizer.use_ema:
             raise ValueError(
                 "FastModel(ema=...) averages the weights in the optimizer, and this "
@@ -67,7 +73,9 @@ class WeightAveragePart(Part):
             )
         optimizer.use_ema = True
         optimizer.ema_momentum = momentum
-        _keras_internals.keep_jax_averages_apart(optimizer)  # a second fit runs on JAX
+        # The measurements' short fits (batch search, XLA, range test) end
+        # without writing the average into the weights they keep training.
+        _keras_internals.hold_average_at_fit_end(optimizer, _always)
         steps = f"momentum {momentum:g}, about the last {round(1 / (1 - momentum))} steps"
         if plan.options["ema"] == AUTO:
             reason = (
@@ -93,21 +101,41 @@ class WeightAveragePart(Part):
         option = plan.options["ema"]
         if plan.method != "fit" or _momentum(option) is None:
             return
-        if any(isinstance(c, keras.callbacks.SwapEMAWeights) for c in plan.callbacks):
-            return  # the user's own, MeasuredEMA included
+        optimizer = plan.model.optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        # Keras's fit end from here on; the next fit's measurements hold it again.
+        _keras_internals.hold_average_at_fit_end(optimizer, None)
+        plan.stack.callback(_keras_internals.hold_average_at_fit_end, optimizer, _always)
+        own = [c for c in plan.callbacks if isinstance(c, keras.callbacks.SwapEMAWeights)]
+        if own:  # the user's own, MeasuredEMA included
+            if option == AUTO and not isinstance(own[0], MeasuredEMA):
+                plan.decide(
+                    choices.Choice(
+                        "ema",
+                        AUTO,
+                        f"not measured: the fit's own {type(own[0]).__name__} scores every "
+                        "validation with the average, and the fit ends holding it",
+                        changes_results=True,
+                    )
+                )
+            return
         if option != AUTO:
             # First, so that every callback's on_test_begin sees the average.
             plan.callbacks.insert(0, keras.callbacks.SwapEMAWeights())
             return
         measured = MeasuredEMA(*_monitor(plan.callbacks), verbose=plan.verbose)
         plan.callbacks.insert(0, measured)  # first: later callbacks see the logs it settles
-        plan.stack.callback(measured.close)  # a fit that failed leaves use_ema as it was
+        plan.stack.callback(measured.close)  # also for a fit that failed
 
         def report(result):
             plan.decide(choices.Choice("ema", AUTO, measured.decision, changes_results=True))
             return result
 
         plan.results.append(report)
+
+
+def _always():
+    return True
 
 
 def _monitor(callbacks):
