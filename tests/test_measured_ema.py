@@ -137,6 +137,7 @@ def test_fastmodel_auto_measures_on_the_monitor_of_the_fits_early_stopping(digit
         ({"monitor": 3}, ValueError, "`monitor`"),
         ({"mode": "up"}, ValueError, "`mode`"),
         ({"monitor": "val_custom"}, ValueError, "mode='min'"),
+        ({"verbose": "loud"}, TypeError, "`verbose`"),
     ],
 )
 def test_bad_arguments_name_the_argument(arguments, error, names):

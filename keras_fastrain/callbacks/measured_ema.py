@@ -66,7 +66,8 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
             the fit's logs name it. Defaults to `"val_loss"`.
         mode: `"auto"`, `"min"` or `"max"`: whether `monitor` should go down
             or up (`"auto"`: from its name). Defaults to `"auto"`.
-        verbose: Integer. `0` keeps the decision quiet. Defaults to `1`.
+        verbose: Integer, bool or `"auto"`. `0` keeps the decision quiet.
+            Defaults to `1`.
 
     Attributes:
         kept: `True` (the average is kept), `False` (it scored worse) or
@@ -98,6 +99,11 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
                     f"Invalid value for argument `mode`: 'auto'. The direction of {monitor!r} "
                     "is not known from its name: give mode='min' or mode='max'."
                 )
+        if verbose != "auto" and not isinstance(verbose, (bool, int)):
+            raise TypeError(
+                f"Invalid value for argument `verbose`. Received: verbose={verbose!r}. "
+                "Expected an integer, a bool or 'auto'."
+            )
         self.monitor = monitor
         self.mode = mode
         self.verbose = verbose
