@@ -284,8 +284,8 @@ def guard_average_at_fit_end(optimizer):
     weight and its average share one buffer, and the next `fit`'s compiled
     step, which donates its state, fails with "Attempt to donate the same
     buffer twice" (then `'NoneType' object is not callable`). Each average
-    gets a copy now and after every finalize. `_model_variables_moving_average`
-    is undocumented.
+    gets a copy now and after every finalize that wrote it into the weights.
+    `_model_variables_moving_average` is undocumented.
     """
     if not getattr(optimizer, "use_ema", False):
         return
@@ -306,7 +306,7 @@ def guard_average_at_fit_end(optimizer):
         hold = getattr(reference(), "_fastrain_hold_average", None)
         if hold is None or not hold():
             finalize(var_list)
-        copy_averages()
+            copy_averages()
 
     optimizer.finalize_variable_values = finalize_variable_values
     optimizer._fastrain_average_guarded = True

@@ -163,9 +163,6 @@ class MeasuredEMA(keras.callbacks.SwapEMAWeights):
         # on_predict_end); the measurement starts from the weights.
         super().on_test_end(logs)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        pass  # the average is never in the model at an epoch's end
-
     def on_test_begin(self, logs=None):
         if self._in_fit and self.kept is None:
             # A collective: every worker validates at the same epochs.
